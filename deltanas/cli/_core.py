@@ -1,0 +1,228 @@
+"""Verbs of the core: info, train, evaluate, run, export."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from ._args import add_data_options, add_run_options, data_config, print_json, size_type
+
+__all__ = ["register"]
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("info", help="teacher layers, their MACs and each candidate's MACs")
+    p.add_argument("--teacher", default="efficientnet_lite0")
+    p.add_argument("--size", type=size_type, default=(256, 448), metavar="HxW")
+    p.add_argument("--space", default="default", help="search space name or YAML path")
+    p.add_argument("--arch", help="also show this architecture's choice and cost")
+    p.add_argument("--keyframe", type=int, default=8, metavar="K")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_info)
+
+    p = verbs.add_parser("train", help="train the students of a fixed architecture (delta distillation)")
+    p.add_argument("--teacher", default="efficientnet_lite0")
+    p.add_argument("--arch", default="uniform:lowrank:0.25",
+                   help="uniform:OP (one operator wherever it fits) or an arch.json")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-groups", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="a short run for a first look (40 steps, 120 frames)")
+    add_data_options(p)
+    add_run_options(p)
+    p.set_defaults(run=cmd_train)
+
+    p = verbs.add_parser("evaluate", help="agreement with the teacher on held-out frames, and MACs")
+    p.add_argument("model", nargs="?", help="a run or export folder (with arch.json); or use --arch")
+    p.add_argument("--arch", help="an untrained architecture instead of a folder")
+    p.add_argument("--teacher", default="efficientnet_lite0")
+    p.add_argument("--json", action="store_true")
+    add_data_options(p)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = verbs.add_parser("run", help="stream a video through a delta model: agreement and speed")
+    p.add_argument("video", help="a video file, frame folder or bundled clip name")
+    p.add_argument("--model", help="a run or export folder (default: --arch untrained)")
+    p.add_argument("--arch", default="full")
+    p.add_argument("--teacher", default="efficientnet_lite0")
+    p.add_argument("--keyframe", type=int, default=8, metavar="K")
+    p.add_argument("--adaptive", type=float, default=None, metavar="TAU",
+                   help="also take a key frame when the input changed by more than TAU (relative energy)")
+    p.add_argument("--size", type=size_type, default=(256, 448), metavar="HxW")
+    p.add_argument("--max-frames", type=int, default=64)
+    p.add_argument("--csv", type=Path, help="write per-frame results here")
+    p.set_defaults(run=cmd_run)
+
+    p = verbs.add_parser("export", help="copy a model's arch.json and student weights into a folder")
+    p.add_argument("model", help="a run folder")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(run=cmd_export)
+
+
+def _teacher_and_model(args: argparse.Namespace, size: tuple[int, int] | None = None):
+    from ..delta import Arch, convert
+    from ..export import load_model
+    from ..teachers import create_teacher
+
+    folder = getattr(args, "model", None)
+    if folder:
+        model = load_model(folder)
+        return model.teacher, model
+    teacher = create_teacher(args.teacher)
+    return teacher, convert(teacher, Arch.parse(args.arch or "full", teacher=args.teacher), input_hw=size)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..delta import Arch, SearchSpace, convert
+    from ..teachers import create_teacher
+
+    teacher = create_teacher(args.teacher)
+    space = SearchSpace.load(args.space)
+    model = convert(teacher, Arch.parse(args.arch or "full", teacher=args.teacher), input_hw=args.size)
+    infos, linear = model.layer_infos(args.size)
+    cost = model.cost(args.size)
+    rows = []
+    for info, layer_cost in zip(infos, cost.layers):
+        rows.append({
+            "layer": info.name,
+            "shape": f"{info.in_channels}->{info.out_channels} k{info.kernel[0]}x{info.kernel[1]} "
+                     f"s{info.stride[0]} g{info.groups} {info.out_hw[0]}x{info.out_hw[1]}",
+            "teacher_macs": info.teacher_macs,
+            "op": layer_cost.op,
+            "op_macs": layer_cost.student_macs,
+            "candidates": {str(op): op.macs(info) for op in space.candidates(info)},
+        })
+    totals = {"teacher_macs": cost.teacher_macs, "delta_macs": cost.delta_macs, "linear_macs": linear,
+              "per_frame": cost.per_frame(args.keyframe), "speedup": cost.speedup(args.keyframe),
+              "cache_bytes": cost.cache_bytes, "layers": len(infos), "size": list(args.size)}
+    if args.json:
+        print_json({"teacher": args.teacher, "layers": rows, "totals": totals})
+        return 0
+    print(f"{args.teacher} at {args.size[0]}x{args.size[1]}: {len(infos)} convolutions, search space {space.name}")
+    print(f"{'layer':32s} {'shape':34s} {'teacher':>9s} {'share':>6s}  candidates (MMACs)")
+    for row in rows:
+        cands = " ".join(f"{k}={v / 1e6:.2f}" for k, v in row["candidates"].items() if k != "full")
+        print(f"{row['layer']:32s} {row['shape']:34s} {row['teacher_macs'] / 1e6:9.2f} "
+              f"{100 * row['teacher_macs'] / cost.teacher_macs:5.1f}%  {cands}")
+    print(f"teacher: {cost.teacher_macs / 1e6:.1f} MMACs/frame (linear layers {linear / 1e6:.2f})")
+    if args.arch:
+        print(f"arch {args.arch}: {cost.delta_macs / 1e6:.1f} MMACs per delta frame, "
+              f"{totals['per_frame'] / 1e6:.1f} averaged at K={args.keyframe} ({totals['speedup']:.2f}x), "
+              f"key-frame cache {cost.cache_bytes / 2**20:.1f} MiB")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .._run import RunDir
+    from ..training import TrainConfig, train
+
+    overrides = {"max_frames": 120} if args.quick else {}
+    config = TrainConfig(teacher=args.teacher, arch=args.arch, data=data_config(args, **overrides),
+                         steps=40 if args.quick else args.steps, lr=args.lr, batch_groups=args.batch_groups,
+                         val_every=20 if args.quick else 50, seed=args.seed, threads=args.threads)
+    name = args.name or f"train-{args.arch.replace(':', '-').replace('/', '_')}"
+    run = RunDir.create(name, args.runs_dir, resume=args.resume)
+    result = train(config, run, resume=args.resume, progress=not args.no_progress)
+    _print_summary(run.path, result.model, result.test, config.data.keyframe_interval, config.data.eval_size)
+    print(f"run folder: {run.path} ({result.steps_done} steps, {result.seconds:.0f} s)")
+    return 0
+
+
+def _print_summary(where, model, test, k: int, size: tuple[int, int]) -> None:
+    cost = model.cost(size)
+    line = (f"{where}: {cost.per_frame(k) / 1e6:.1f} MMACs/frame at K={k} ({cost.speedup(k):.2f}x fewer than "
+            f"the teacher's {cost.teacher_macs / 1e6:.1f})")
+    if test is not None:
+        a = test.pooled
+        line += (f"; held-out: top-1 {100 * a.top1:.1f}%, dense {100 * a.dense:.1f}%, mIoU {100 * a.miou:.1f}%, "
+                 f"fidelity {a.fidelity:.3f} ({a.frames} delta frames)")
+    print(line)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..analysis import evaluate
+    from ..errors import ConfigError
+    from ..training import load_video_data
+
+    if bool(args.model) == bool(args.arch):
+        raise ConfigError("give a model folder or --arch (one of them)")
+    _, model = _teacher_and_model(args, args.eval_size)
+    config = data_config(args)
+    data = load_video_data(config, need_train=False)
+    result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress)
+    cost = model.cost(config.eval_size)
+    report = {"macs_per_frame": cost.per_frame(config.keyframe_interval), "delta_macs": cost.delta_macs,
+              "teacher_macs": cost.teacher_macs, "speedup": cost.speedup(config.keyframe_interval),
+              "pooled": result.pooled.as_dict(),
+              "per_clip": {n: a.as_dict() for n, a in result.per_clip.items()}}
+    if args.model:
+        from .._run import RunDir
+
+        RunDir(Path(args.model)).write_json(Path(args.model) / "eval.json", report)
+    if args.json:
+        print_json(report)
+    else:
+        for name, a in result.per_clip.items():
+            print(f"  {name:24s} top-1 {100 * a.top1:5.1f}%  dense {100 * a.dense:5.1f}%  "
+                  f"mIoU {100 * a.miou:5.1f}%  fidelity {a.fidelity:6.3f}  ({a.frames} frames)")
+        _print_summary(args.model or args.arch, model, result, config.keyframe_interval, config.eval_size)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import csv
+
+    from ..analysis import AgreementMeter
+    from ..delta import KeyframePolicy, stream
+    from ..video import read_frames
+
+    teacher, model = _teacher_and_model(args, args.size)
+    frames = read_frames(args.video, args.size, max_frames=args.max_frames).float().div(255)
+    policy = KeyframePolicy(args.keyframe, args.adaptive)
+    # the reference: the teacher on every frame, timed in the same run
+    with torch.no_grad():
+        start = time.perf_counter()
+        ref = torch.cat([model.teacher_forward(f[None]) for f in frames])
+        teacher_s = time.perf_counter() - start
+        start = time.perf_counter()
+        outs = list(stream(model, frames, policy))
+        delta_s = time.perf_counter() - start
+    meter = AgreementMeter(teacher.info.num_classes)
+    keys = [o.index for o in outs if o.is_key] + [len(outs)]
+    rows = []
+    logits = teacher.logits_from_features(torch.cat([o.output for o in outs]))
+    ref_logits = teacher.logits_from_features(ref)
+    for a, b in zip(keys[:-1], keys[1:]):
+        meter.update(ref_logits[a:b], logits[a:b])
+    for o in outs:
+        rows.append({"frame": o.index, "key": int(o.is_key), "teacher_top1": int(ref_logits[o.index].argmax()),
+                     "model_top1": int(logits[o.index].argmax())})
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    a = meter.result()
+    cost = model.cost(args.size)
+    n_keys = len(keys) - 1
+    macs = (n_keys * cost.teacher_macs + (len(outs) - n_keys) * cost.delta_macs) / len(outs)
+    print(f"{args.video}: {len(outs)} frames, {n_keys} key frames; top-1 agreement on delta frames "
+          f"{100 * a.top1:.1f}%, fidelity {a.fidelity:.3f}")
+    print(f"MACs/frame {macs / 1e6:.1f}M vs teacher {cost.teacher_macs / 1e6:.1f}M "
+          f"({cost.teacher_macs / macs:.2f}x); wall-clock per frame {1e3 * delta_s / len(outs):.1f} ms vs "
+          f"teacher {1e3 * teacher_s / len(outs):.1f} ms ({teacher_s / delta_s:.2f}x), batch 1, "
+          f"{torch.get_num_threads()} threads")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export_model, load_model
+
+    model = load_model(args.model)
+    export_model(model, args.out, extra={"source": str(args.model)})
+    print(f"exported {args.model} -> {args.out} (arch.json, students.safetensors)")
+    return 0

@@ -1,0 +1,37 @@
+"""Delta inference: DeltaConv, conversion of a teacher, student operators and their MAC counts."""
+
+from __future__ import annotations
+
+from ._arch import Arch
+from ._conv import DeltaConv, DeltaMode
+from ._layers import LayerInfo, conv_macs, trace_layers
+from ._model import CostReport, DeltaModel, LayerCost, convert, cost_report
+from ._ops import OP_TYPES, StudentOp, make_op, op_types
+from ._runner import KeyframePolicy, StreamFrame, stream
+from ._space import SearchSpace, builtin_search_spaces
+from ._spec import OpSpec, parse_op
+
+__all__ = [
+    "Arch",
+    "CostReport",
+    "DeltaConv",
+    "DeltaMode",
+    "DeltaModel",
+    "KeyframePolicy",
+    "LayerCost",
+    "LayerInfo",
+    "OP_TYPES",
+    "OpSpec",
+    "SearchSpace",
+    "StreamFrame",
+    "StudentOp",
+    "conv_macs",
+    "convert",
+    "cost_report",
+    "make_op",
+    "op_types",
+    "parse_op",
+    "stream",
+    "trace_layers",
+    "builtin_search_spaces",
+]

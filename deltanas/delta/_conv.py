@@ -1,0 +1,82 @@
+"""DeltaConv: a teacher convolution that, after a key frame, updates its output with a student."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+from torch import nn
+
+from ._students import ZeroDelta
+
+__all__ = ["DeltaConv", "DeltaMode"]
+
+
+class DeltaMode(str, Enum):
+    PLAIN = "plain"  # the teacher convolution, no delta (exact, every frame)
+    GROUP = "group"  # the batch holds groups of T frames, the first of each group is its key frame
+    KEY = "key"  # streaming: this batch is a key frame; cache its input and output
+    DELTA = "delta"  # streaming: frames after the cached key frame
+
+
+class DeltaConv(nn.Module):
+    """``z_t = z_key + student(x_t - x_key)``; the key frame runs the teacher convolution (with bias).
+
+    The mode is set by the owning :class:`~deltanas.delta.DeltaModel`. With ``record`` on, the
+    student's output deltas of the last GROUP call are kept in ``last_delta`` (for per-layer losses).
+    """
+
+    def __init__(self, conv: nn.Conv2d, student: nn.Module, op: str) -> None:
+        super().__init__()
+        self.conv = conv
+        self.student = student
+        self.op = op
+        self.mode = DeltaMode.PLAIN
+        self.group_size = 1
+        self.record = False
+        self.last_delta: torch.Tensor | None = None
+        self._key_input: torch.Tensor | None = None
+        self._key_output: torch.Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return f"op={self.op}"
+
+    def _update(self, z_key: torch.Tensor, dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(self.student, ZeroDelta):  # reuse: nothing to compute
+            return z_key.expand(dx.shape[0], *z_key.shape[1:]), None
+        dz = self.student(dx)
+        return z_key + dz, dz
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode is DeltaMode.PLAIN:
+            return self.conv(x)
+        if self.mode is DeltaMode.KEY:
+            z = self.conv(x)
+            self._key_input, self._key_output = x.detach(), z.detach()
+            return z
+        if self.mode is DeltaMode.DELTA:
+            if self._key_input is None:
+                raise RuntimeError("DeltaConv: a delta frame came before any key frame")
+            z, _ = self._update(self._key_output, x - self._key_input)
+            return z
+        t = self.group_size
+        groups = x.shape[0] // t
+        x = x.view(groups, t, *x.shape[1:])
+        x_key = x[:, 0]
+        z_key = self.conv(x_key)
+        if t == 1:
+            return z_key
+        dx = (x[:, 1:] - x_key[:, None]).flatten(0, 1)
+        z_rest, dz = self._update(z_key.repeat_interleave(t - 1, dim=0), dx)
+        if self.record:
+            self.last_delta = dz if dz is not None else torch.zeros_like(z_rest)
+        out = torch.cat([z_key[:, None], z_rest.view(groups, t - 1, *z_rest.shape[1:])], dim=1)
+        return out.flatten(0, 1)
+
+    def clear_cache(self) -> None:
+        self._key_input = self._key_output = self.last_delta = None
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held for the key frame (its input and output)."""
+        return sum(t.numel() * t.element_size() for t in (self._key_input, self._key_output) if t is not None)

@@ -1,0 +1,81 @@
+"""Operator specs: a compact string per student operator that parses back exactly.
+
+Grammar (whitespace ignored)::
+
+    spec := term                       e.g.  full | zero | lowrank:0.25 | channel:4 | depthwise
+    term := NAME (":" ARG)* ["(" spec ")"]     e.g.  subsample:2(lowrank:0.25)
+
+``str(parse_op(s))`` is the canonical form; it serves as log label, cache key and sweep value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import ArchError
+
+__all__ = ["OpSpec", "parse_op"]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ARG = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    args: tuple[str, ...] = ()
+    inner: "OpSpec | None" = None
+
+    def __str__(self) -> str:
+        text = ":".join((self.name, *self.args))
+        return f"{text}({self.inner})" if self.inner is not None else text
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.original = text
+        self.text = re.sub(r"\s+", "", text)
+        self.pos = 0
+
+    def fail(self, why: str) -> ArchError:
+        return ArchError(f"bad operator spec {self.original!r}: {why}")
+
+    def take(self, pattern: re.Pattern[str], what: str) -> str:
+        match = pattern.match(self.text, self.pos)
+        if not match:
+            raise self.fail(f"expected {what} at position {self.pos}")
+        self.pos = match.end()
+        return match.group(0)
+
+    def term(self) -> OpSpec:
+        name = self.take(_NAME, "an operator name")
+        args: list[str] = []
+        while self.text.startswith(":", self.pos):
+            self.pos += 1
+            args.append(self.take(_ARG, "an argument"))
+        inner = None
+        if self.text.startswith("(", self.pos):
+            self.pos += 1
+            inner = self.term()
+            if not self.text.startswith(")", self.pos):
+                raise self.fail("missing ')'")
+            self.pos += 1
+        return OpSpec(name, tuple(args), inner)
+
+    def parse(self) -> OpSpec:
+        if not self.text:
+            raise self.fail("empty")
+        spec = self.term()
+        if self.pos != len(self.text):
+            raise self.fail(f"unexpected {self.text[self.pos:]!r}")
+        return spec
+
+
+def parse_op(text: "str | OpSpec") -> OpSpec:
+    """Parse an operator spec string (an :class:`OpSpec` passes through unchanged)."""
+    if isinstance(text, OpSpec):
+        return text
+    if not isinstance(text, str):
+        raise ArchError(f"operator spec must be a string, got {type(text).__name__}")
+    return _Parser(text).parse()

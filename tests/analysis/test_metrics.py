@@ -1,0 +1,67 @@
+import math
+
+import pytest
+import torch
+
+from deltanas.analysis import AgreementMeter
+
+
+def _logits(classes):
+    out = torch.full((len(classes), 5), -1.0)
+    out[torch.arange(len(classes)), torch.tensor(classes)] = 1.0
+    return out
+
+
+def test_hand_computed_group():
+    teacher = _logits([0, 1, 1, 2])
+    model = _logits([0, 1, 3, 2])
+    meter = AgreementMeter(5)
+    meter.update(teacher, model)
+    a = meter.result()
+    assert a.frames == 3  # the key frame is left out
+    assert a.top1 == pytest.approx(2 / 3)
+    # errors: frame 2 differs by 2 entries of size 2 -> 8; deltas from key: 8 per changed frame
+    assert a.fidelity == pytest.approx(1 - 8 / 24)
+    assert a.by_distance[2]["top1"] == 0.0 and a.by_distance[1]["top1"] == 1.0
+    # teacher changes class twice over 3 pairs, the model three times
+    assert a.flicker == pytest.approx((3 - 2) / 3)
+
+
+def test_reuse_has_zero_fidelity_and_exact_has_one():
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(6, 10, generator=g)
+    reuse = teacher[:1].expand(6, 10)
+    m = AgreementMeter(10)
+    m.update(teacher, reuse)
+    assert m.result().fidelity == pytest.approx(0.0, abs=1e-12)
+    m = AgreementMeter(10)
+    m.update(teacher, teacher.clone())
+    assert m.result().fidelity == 1.0 and m.result().top1 == 1.0
+
+
+def test_dense_agreement_and_miou():
+    t = torch.zeros(2, 3, 1, 4)
+    s = torch.zeros(2, 3, 1, 4)
+    # frame 1 (delta frame): teacher classes [0,0,1,2], model [0,1,1,2]
+    for i, c in enumerate([0, 0, 1, 2]):
+        t[1, c, 0, i] = 1
+    for i, c in enumerate([0, 1, 1, 2]):
+        s[1, c, 0, i] = 1
+    m = AgreementMeter(3)
+    m.update(torch.randn(2, 3), torch.randn(2, 3), t, s)
+    a = m.result()
+    assert a.dense == pytest.approx(3 / 4)
+    # IoU: class0 1/2, class1 1/2, class2 1/1
+    assert a.miou == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+
+
+def test_ratio_of_sums_not_mean_of_ratios():
+    key = torch.zeros(1, 2)
+    # a near-static frame (tiny delta, relatively large error) and a moving one
+    teacher = torch.cat([key, torch.tensor([[1e-3, 0.0]]), torch.tensor([[10.0, 0.0]])])
+    model = torch.cat([key, torch.tensor([[0.0, 0.0]]), torch.tensor([[9.0, 0.0]])])
+    m = AgreementMeter(2)
+    m.update(teacher, model)
+    expected = 1 - (1e-6 + 1.0) / (1e-6 + 100.0)
+    assert m.result().fidelity == pytest.approx(expected)
+    assert not math.isnan(m.result().fidelity)

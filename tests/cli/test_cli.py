@@ -1,0 +1,124 @@
+"""The command line on the real teacher and clips: verbs work, bad input gets one clear line."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from deltanas.cli import main
+
+SMALL = ["--videos", "bikes", "--max-frames", "48", "--eval-size", "64x128", "--keyframe", "4"]
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info_lists_every_layer_with_candidates(capsys):
+    code, out, _ = _run(capsys, "info", "--json", "--size", "128x224", "--arch", "uniform:lowrank:0.25")
+    assert code == 0
+    info = json.loads(out)
+    assert len(info["layers"]) == 49
+    head = next(r for r in info["layers"] if r["layer"] == "_conv_head")
+    assert head["teacher_macs"] == 4 * 7 * 1280 * 320  # 128x224 input -> 4x7 last map
+    assert head["candidates"]["lowrank:0.5"] < head["teacher_macs"] and head["candidates"]["zero"] == 0
+    totals = info["totals"]
+    assert totals["teacher_macs"] == sum(r["teacher_macs"] for r in info["layers"]) + totals["linear_macs"]
+    assert totals["delta_macs"] < totals["teacher_macs"]
+
+
+def test_evaluate_full_is_exact_and_zero_is_reuse(capsys):
+    code, out, _ = _run(capsys, "evaluate", "--arch", "full", "--json", "--no-progress", *SMALL)
+    assert code == 0
+    full = json.loads(out)["pooled"]
+    assert full["top1"] == 1.0 and full["fidelity"] == pytest.approx(1.0, abs=1e-6)
+    code, out, _ = _run(capsys, "evaluate", "--arch", "zero", "--json", "--no-progress", *SMALL)
+    zero = json.loads(out)
+    assert zero["pooled"]["fidelity"] == pytest.approx(0.0, abs=1e-5)  # float32 batch vs single frame
+    assert zero["speedup"] > 3
+
+
+def test_train_then_evaluate_then_export(tmp_path, capsys):
+    code, out, err = _run(capsys, "train", "--arch", "uniform:lowrank:0.5", "--steps", "3", "--name", "t",
+                          "--runs-dir", tmp_path, "--no-progress", *SMALL)
+    assert code == 0, err
+    assert "held-out: top-1" in out
+    code, out, _ = _run(capsys, "evaluate", tmp_path / "t", "--no-progress", *SMALL)
+    assert code == 0 and "fidelity" in out and (tmp_path / "t" / "eval.json").is_file()
+    code, _, _ = _run(capsys, "export", tmp_path / "t", "--out", tmp_path / "exp")
+    assert code == 0
+    assert json.loads((tmp_path / "exp" / "arch.json").read_text())["teacher"] == "efficientnet_lite0"
+    # the same run name again is refused (nothing overwritten)
+    code, _, err = _run(capsys, "train", "--steps", "1", "--name", "t", "--runs-dir", tmp_path, *SMALL)
+    assert code == 2 and "exists already" in err
+
+
+def test_run_streams_a_video(capsys, tmp_path):
+    code, out, _ = _run(capsys, "run", "bikes", "--arch", "full", "--max-frames", "9", "--size", "64x128",
+                        "--keyframe", "4", "--csv", tmp_path / "f.csv")
+    assert code == 0
+    assert "9 frames, 3 key frames" in out and "top-1 agreement on delta frames 100.0%" in out
+    assert len((tmp_path / "f.csv").read_text().splitlines()) == 10
+
+
+def _write_corrupt(path):
+    path.write_bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes())
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing-video", "corrupt-video", "unknown-teacher", "bad-arch-json",
+                                  "unknown-op", "arch-unknown-layer", "bad-space-yaml", "arch-does-not-fit"])
+def test_bad_input_gets_one_clear_line(case, tmp_path, capsys):
+    argv = {
+        "missing-video": ["run", tmp_path / "nope.mp4"],
+        "corrupt-video": ["run", _write_corrupt(tmp_path / "bad.mp4")],
+        "unknown-teacher": ["info", "--teacher", "resnet9000"],
+        "bad-arch-json": ["info", "--arch", tmp_path / "a.json"],
+        "unknown-op": ["info", "--arch", "uniform:squeeze:2"],
+        "arch-unknown-layer": ["info", "--arch", tmp_path / "b.json"],
+        "bad-space-yaml": ["info", "--space", tmp_path / "s.yaml"],
+        "arch-does-not-fit": ["info", "--arch", tmp_path / "c.json"],
+    }[case]
+    (tmp_path / "a.json").write_text("{\"layers\": ")
+    (tmp_path / "b.json").write_text(json.dumps({"layers": {"_blocks.99._conv": "zero"}}))
+    (tmp_path / "c.json").write_text(json.dumps({"layers": {"_blocks.1._depthwise_conv": "lowrank:0.5"}}))
+    (tmp_path / "s.yaml").write_text("candidates: [full, zero\n")
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], err
+    expected = {"missing-video": "nope.mp4", "corrupt-video": "bad.mp4", "unknown-teacher": "resnet9000",
+                "bad-arch-json": "malformed JSON", "unknown-op": "squeeze",
+                "arch-unknown-layer": "_blocks.99._conv", "bad-space-yaml": "malformed YAML",
+                "arch-does-not-fit": "does not fit"}[case]
+    assert expected in lines[0]
+
+
+def test_video_formats_run_the_same_way(tmp_path, capsys):
+    """A user's own video file and a frame folder stream like the bundled clips."""
+    from PIL import Image
+
+    from deltanas.video import read_frames
+
+    frames = read_frames("bikes", (64, 128), max_frames=6).permute(0, 2, 3, 1).numpy()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"f{i}.png")
+    with av.open(str(tmp_path / "clip.avi"), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 128, 64, "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    for source in (folder, tmp_path / "clip.avi"):
+        code, out, err = _run(capsys, "run", source, "--arch", "zero", "--size", "64x128", "--keyframe", "3")
+        assert code == 0, err
+        assert "6 frames, 2 key frames" in out
