@@ -74,14 +74,15 @@ class RunDir:
             raise DeltaNASError(f"{self.path / 'log.txt'}: cannot write ({exc.strerror})") from None
 
     # checkpoints: torch.save of plain containers of tensors/numbers, loaded with weights_only=True
-    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
-        atomic_write(self.checkpoint, lambda tmp: torch.save(dict(state), tmp))
+    def save_checkpoint(self, state: Mapping[str, Any], path: Path | None = None) -> None:
+        atomic_write(path or self.checkpoint, lambda tmp: torch.save(dict(state), tmp))
 
-    def load_checkpoint(self) -> dict[str, Any]:
+    def load_checkpoint(self, path: Path | None = None) -> dict[str, Any]:
+        path = path or self.checkpoint
         try:
-            return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a truncated or foreign file
-            raise DeltaNASError(f"{self.checkpoint}: cannot read checkpoint ({exc.__class__.__name__})") from None
+            raise DeltaNASError(f"{path}: cannot read checkpoint ({exc.__class__.__name__})") from None
 
     def write_json(self, path: Path, data: Any) -> None:
         atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")

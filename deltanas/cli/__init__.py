@@ -11,11 +11,11 @@ import sys
 from typing import Sequence
 
 from ..errors import DeltaNASError
-from . import _core
+from . import _core, _search
 
 __all__ = ["main", "build_parser"]
 
-_VERB_MODULES = (_core,)
+_VERB_MODULES = (_core, _search)
 
 
 def build_parser() -> argparse.ArgumentParser:

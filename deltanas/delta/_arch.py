@@ -44,7 +44,10 @@ class Arch:
             raise ArchError("an architecture must be a JSON object")
         if data.get("format", ARCH_FORMAT) != ARCH_FORMAT:
             raise ArchError(f"not an architecture file (format {data.get('format')!r})")
-        if int(data.get("version", ARCH_VERSION)) > ARCH_VERSION:
+        version = data.get("version", ARCH_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ArchError(f"architecture version must be an integer, got {version!r}")
+        if version > ARCH_VERSION:
             raise ArchError(f"architecture version {data['version']} is newer than this deltanas reads")
         layers = data.get("layers", {})
         if not isinstance(layers, Mapping) or not all(isinstance(v, str) for v in layers.values()):

@@ -52,11 +52,14 @@ class DeltaConv(nn.Module):
             return self.conv(x)
         if self.mode is DeltaMode.KEY:
             z = self.conv(x)
-            self._key_input, self._key_output = x.detach(), z.detach()
+            reuse = isinstance(self.student, ZeroDelta)  # needs no key input: don't hold it
+            self._key_input, self._key_output = (None if reuse else x.detach()), z.detach()
             return z
         if self.mode is DeltaMode.DELTA:
-            if self._key_input is None:
+            if self._key_output is None:
                 raise RuntimeError("DeltaConv: a delta frame came before any key frame")
+            if isinstance(self.student, ZeroDelta):
+                return self._key_output.expand(x.shape[0], *self._key_output.shape[1:])
             z, _ = self._update(self._key_output, x - self._key_input)
             return z
         t = self.group_size

@@ -171,9 +171,7 @@ def convert(teacher: nn.Module, arch: "Arch | str" = "full", input_hw: tuple[int
         arch = Arch.parse(arch)
     if input_hw is None:
         input_hw = teacher.info.input_size if isinstance(teacher, Teacher) else (64, 64)
-    was_training = teacher.training
-    net = copy.deepcopy(teacher).eval()
-    teacher.train(was_training)
+    net = copy.deepcopy(teacher).eval()  # the caller's network stays exactly as it was
     for p in net.parameters():
         p.requires_grad_(False)
     layers, _ = trace_layers(net, input_hw, in_channels)

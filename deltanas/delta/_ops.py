@@ -23,6 +23,7 @@ from ._students import (
     ZeroDelta,
     dense_weight,
     subsampled_hw,
+    with_padding_mode,
 )
 
 __all__ = ["StudentOp", "OP_TYPES", "make_op", "op_types"]
@@ -82,7 +83,7 @@ class Full(StudentOp):
         return layer.teacher_macs
 
     def build(self, layer: LayerInfo, conv: nn.Conv2d) -> nn.Module:
-        return FullDelta(conv, layer)
+        return with_padding_mode(layer, conv, lambda geo: FullDelta(conv, geo))
 
     @property
     def trainable(self) -> bool:
@@ -137,7 +138,7 @@ class LowRank(_DenseOnly):
                 + conv_macs(r, layer.out_channels, (1, kw), 1, layer.out_hw))
 
     def build(self, layer: LayerInfo, conv: nn.Conv2d) -> nn.Module:
-        return LowRankDelta(dense_weight(conv), layer, self.rank(layer))
+        return with_padding_mode(layer, conv, lambda geo: LowRankDelta(dense_weight(conv), geo, self.rank(layer)))
 
 
 class Channel(_DenseOnly):
@@ -163,7 +164,7 @@ class Channel(_DenseOnly):
                 + conv_macs(n, layer.out_channels, (1, 1), 1, layer.out_hw))
 
     def build(self, layer: LayerInfo, conv: nn.Conv2d) -> nn.Module:
-        return ChannelDelta(dense_weight(conv), layer, *self.reduced(layer))
+        return with_padding_mode(layer, conv, lambda geo: ChannelDelta(dense_weight(conv), geo, *self.reduced(layer)))
 
 
 class Depthwise(_DenseOnly):
@@ -179,7 +180,7 @@ class Depthwise(_DenseOnly):
         return conv_macs(c, c, layer.kernel, c, layer.out_hw) + conv_macs(c, layer.out_channels, (1, 1), 1, layer.out_hw)
 
     def build(self, layer: LayerInfo, conv: nn.Conv2d) -> nn.Module:
-        return DepthwiseDelta(dense_weight(conv), layer)
+        return with_padding_mode(layer, conv, lambda geo: DepthwiseDelta(dense_weight(conv), geo))
 
 
 class Subsample(StudentOp):

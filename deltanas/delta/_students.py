@@ -7,6 +7,7 @@ Each is built from the teacher's (dense) weight so that it starts as a good appr
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from ._layers import LayerInfo, conv_output_hw
 
 __all__ = [
     "dense_weight",
+    "with_padding_mode",
     "FullDelta",
     "ZeroDelta",
     "LowRankDelta",
@@ -38,6 +40,28 @@ def dense_weight(conv: nn.Conv2d) -> torch.Tensor:
     return dense
 
 
+class PrePad(nn.Module):
+    """Pads like a ``padding_mode != 'zeros'`` teacher conv, so the student can run unpadded."""
+
+    def __init__(self, padding: tuple[int, int], mode: str) -> None:
+        super().__init__()
+        self.pad = (padding[1], padding[1], padding[0], padding[0])
+        self.mode = mode
+
+    def forward(self, dx: torch.Tensor) -> torch.Tensor:
+        return F.pad(dx, self.pad, mode=self.mode)
+
+
+def with_padding_mode(layer: LayerInfo, conv: nn.Conv2d, make) -> nn.Module:
+    """``make(layer)``, behind a :class:`PrePad` when the teacher pads by reflection, replication...
+
+    Padding commutes with the 1x1 parts of every student, so padding the delta once up front is exact.
+    """
+    if conv.padding_mode == "zeros":
+        return make(layer)
+    return nn.Sequential(PrePad(layer.padding, conv.padding_mode), make(replace(layer, padding=(0, 0))))
+
+
 class FullDelta(nn.Module):
     """The exact update ``W dx``: shares the teacher's weight (no copy, not trainable, not saved)."""
 
@@ -45,14 +69,10 @@ class FullDelta(nn.Module):
         super().__init__()
         self.register_buffer("weight", conv.weight.detach(), persistent=False)
         self.layer = layer
-        self.padding_mode = conv.padding_mode
 
     def forward(self, dx: torch.Tensor) -> torch.Tensor:
-        layer, padding = self.layer, self.layer.padding
-        if self.padding_mode != "zeros":
-            ph, pw = padding
-            dx, padding = F.pad(dx, (pw, pw, ph, ph), mode=self.padding_mode), (0, 0)
-        return F.conv2d(dx, self.weight, None, layer.stride, padding, layer.dilation, layer.groups)
+        layer = self.layer
+        return F.conv2d(dx, self.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
 
 
 class ZeroDelta(nn.Module):

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any, Mapping
+from dataclasses import dataclass, field
 
-from .._io import atomic_write_text
+from .._config import JsonConfig
 from ..errors import ConfigError
 
 __all__ = ["DataConfig", "TrainConfig"]
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(JsonConfig):
     """Which footage, at what size, and how it is split in time and sampled."""
 
     videos: tuple[str, ...] = ("bundled",)
@@ -40,7 +36,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Delta distillation of a fixed architecture."""
 
     teacher: str = "efficientnet_lite0"
@@ -68,45 +64,3 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1")
         if self.lr <= 0:
             raise ConfigError("lr must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        return _build(cls, data, "config")
-
-    def save(self, path: "str | Path") -> Path:
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: "str | Path") -> "TrainConfig":
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: malformed JSON ({exc})") from None
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
-
-
-def _build(cls: type, data: Mapping[str, Any], where: str):
-    """Rebuild a (nested) frozen dataclass from JSON-like data, refusing unknown keys."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected an object")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    defaults = cls()
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        default = getattr(defaults, name)
-        if dataclasses.is_dataclass(default):
-            value = _build(type(default), value, f"{where}.{name}")
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)

@@ -57,7 +57,8 @@ class DistillLoss:
     def _student_params(self):
         for name, layer in self.layers.items():
             for pname, p in layer.student.named_parameters():
-                yield f"{name}.{pname}", p
+                if not pname.endswith("alpha"):  # a supernet's architecture logits are not anchored
+                    yield f"{name}.{pname}", p
 
     @torch.no_grad()
     def _teacher_pass(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

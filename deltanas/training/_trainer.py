@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Mapping
 
 import torch
 from tqdm.auto import tqdm
@@ -55,8 +55,13 @@ def validation_score(model: DeltaModel, data: VideoData, config: TrainConfig) ->
 
 
 def train(config: TrainConfig, run: RunDir, *, resume: bool = False, data: VideoData | None = None,
-          teacher: Teacher | None = None, progress: bool = True, evaluate_test: bool = True) -> TrainResult:
-    """Train ``config.arch`` and write the run folder. A killed run resumes from its last checkpoint."""
+          teacher: Teacher | None = None, progress: bool = True, evaluate_test: bool = True,
+          init_state: Mapping[str, torch.Tensor] | None = None) -> TrainResult:
+    """Train ``config.arch`` and write the run folder. A killed run resumes from its last checkpoint.
+
+    ``init_state`` starts the students from given weights (e.g. a supernet's) instead of the
+    teacher-derived initialisation; it also becomes the anchor of the regulariser.
+    """
     started = time.time()
     if resume:
         config = TrainConfig.load(run.config)
@@ -65,6 +70,8 @@ def train(config: TrainConfig, run: RunDir, *, resume: bool = False, data: Video
     if config.threads:
         torch.set_num_threads(config.threads)
     model = build_model(config, teacher)
+    if init_state is not None:
+        load_student_state(model, init_state, "initial student weights")
     data = data if data is not None else load_video_data(config.data)
     generator = torch.Generator().manual_seed(config.seed)
     sampler = data.sampler(config.data, generator)

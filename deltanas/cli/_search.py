@@ -1,0 +1,63 @@
+"""The ``search`` verb."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._args import add_data_options, add_run_options, data_config
+
+__all__ = ["register"]
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("search", help="differentiable per-layer search under a MAC budget, then fine-tune")
+    p.add_argument("--teacher", default="efficientnet_lite0")
+    p.add_argument("--space", default="default", help="search space name or YAML path")
+    budget = p.add_argument_group("budget")
+    budget.add_argument("--target", help="MACs per delta frame: 0.2x of the teacher's, or absolute (150M)")
+    budget.add_argument("--target-frame", help="MACs averaged per frame at --keyframe: 0.35x or 300M")
+    budget.add_argument("--hard", action="store_true", help="never derive an architecture above the target")
+    budget.add_argument("--penalty", default="lagrangian", choices=["lagrangian", "linear", "log", "absolute"])
+    budget.add_argument("--penalty-weight", type=float, default=None,
+                        help="lambda (beta for log); default 0 for lagrangian (it learns lambda), 2 otherwise")
+    s = p.add_argument_group("search")
+    s.add_argument("--steps", type=int, default=150)
+    s.add_argument("--warmup-steps", type=int, default=20)
+    s.add_argument("--finetune-steps", type=int, default=100)
+    s.add_argument("--gumbel", default="soft", choices=["soft", "hard"],
+                   help="soft: all candidates run, weighted; hard: straight-through, one runs (cheaper)")
+    s.add_argument("--tau", type=float, nargs=2, default=(5.0, 0.2), metavar=("START", "END"))
+    s.add_argument("--arch-lr", type=float, default=0.05)
+    s.add_argument("--lr", type=float, default=1e-3, help="students' learning rate")
+    s.add_argument("--prior", default="sensitivity", choices=["sensitivity", "none"])
+    s.add_argument("--quick", action="store_true", help="a usable result in about two minutes on 2 cores")
+    add_data_options(p)
+    add_run_options(p)
+    p.set_defaults(run=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .._run import RunDir
+    from ..search import SearchConfig, init_distributed, quick, search
+
+    if args.target is None and args.target_frame is None:
+        args.target = "0.2x"
+    weight = args.penalty_weight if args.penalty_weight is not None else (0.0 if args.penalty == "lagrangian" else 2.0)
+    config = SearchConfig(teacher=args.teacher, space=args.space, data=data_config(args), target=args.target,
+                          target_frame=args.target_frame, hard=args.hard, penalty=args.penalty,
+                          penalty_weight=weight, gumbel=args.gumbel, tau_start=args.tau[0], tau_end=args.tau[1],
+                          steps=args.steps, warmup_steps=min(args.warmup_steps, args.steps),
+                          finetune_steps=args.finetune_steps, weight_lr=args.lr, arch_lr=args.arch_lr,
+                          prior=args.prior, seed=args.seed, threads=args.threads)
+    if args.quick:
+        config = quick(config)
+    name = args.name or f"search-{(args.target or args.target_frame).replace('.', 'p')}"
+    ctx = init_distributed()  # under torchrun: rank 0 owns the run folder
+    run = RunDir.create(name, args.runs_dir, resume=args.resume) if ctx.is_main else RunDir(Path(args.runs_dir) / name)
+    ctx.barrier()
+    result = search(config, run, resume=args.resume, progress=not args.no_progress)
+    if ctx.is_main:
+        print((run.path / "summary.txt").read_text().strip())
+        print(f"run folder: {run.path} (arch.json, students.safetensors, arch_choice.png, summary.json)")
+    return 0

@@ -1,0 +1,83 @@
+"""Search configuration (saved as ``config.json`` of a search run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .._config import JsonConfig
+from ..errors import ConfigError
+from ..training import DataConfig, TrainConfig
+from ._penalty import PENALTIES
+
+__all__ = ["SearchConfig", "quick"]
+
+
+@dataclass(frozen=True)
+class SearchConfig(JsonConfig):
+    teacher: str = "efficientnet_lite0"
+    space: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    # budget: per delta frame (``0.2x`` of the teacher, ``150M``) or averaged per frame at K
+    target: str | None = "0.2x"
+    target_frame: str | None = None
+    hard: bool = False  # the derived architecture is never above the target
+    tolerance: float = 0.03
+    penalty: str = "lagrangian"
+    penalty_weight: float = 0.0  # lambda (linear, absolute, initial Lagrangian) or beta (log)
+    dual_rate: float = 0.5  # Lagrangian: lambda += rate * (E/T - 1) per step
+    # "soft": every candidate runs, weighted; "hard": straight-through, one candidate per layer runs
+    # (cheaper, but a "zero" candidate then gets no gradient from the task loss, only from the cost)
+    gumbel: str = "soft"
+    tau_start: float = 5.0
+    tau_end: float = 0.2
+    steps: int = 150
+    warmup_steps: int = 20  # students train, logits stay put
+    batch_groups: int = 2
+    weight_lr: float = 1e-3
+    arch_lr: float = 0.05
+    prior: str = "sensitivity"  # or "none": logits start at zero
+    prior_groups: int = 2
+    prior_scale: float = 20.0
+    finetune_steps: int = 100
+    output_weight: float = 1.0
+    kl_weight: float = 0.5
+    layer_weight: float = 0.3
+    anchor_weight: float = 0.01
+    log_every: int = 10
+    checkpoint_every: int = 25
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.penalty not in PENALTIES:
+            raise ConfigError(f"unknown penalty {self.penalty!r}; choose from {', '.join(PENALTIES)}")
+        if self.gumbel not in ("hard", "soft"):
+            raise ConfigError("gumbel must be 'hard' or 'soft'")
+        if self.prior not in ("sensitivity", "none"):
+            raise ConfigError("prior must be 'sensitivity' or 'none'")
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ConfigError("warmup_steps must be in 0..steps")
+        if not 0 < self.tau_end <= self.tau_start:
+            raise ConfigError("need 0 < tau_end <= tau_start")
+        if self.steps < 1 or self.finetune_steps < 0:
+            raise ConfigError("steps must be >= 1 and finetune_steps >= 0")
+
+    def tau(self, step: int) -> float:
+        """Exponential annealing from tau_start to tau_end after the warm-up."""
+        span = max(1, self.steps - self.warmup_steps)
+        progress = min(1.0, max(0, step - self.warmup_steps) / span)
+        return self.tau_start * (self.tau_end / self.tau_start) ** progress
+
+    def finetune_config(self, arch_path: str) -> TrainConfig:
+        return TrainConfig(teacher=self.teacher, arch=arch_path, data=self.data, steps=max(1, self.finetune_steps),
+                           batch_groups=self.batch_groups, lr=self.weight_lr, warmup_steps=min(10, self.finetune_steps),
+                           output_weight=self.output_weight, kl_weight=self.kl_weight, layer_weight=self.layer_weight,
+                           anchor_weight=self.anchor_weight, val_every=max(1, min(50, self.finetune_steps)),
+                           checkpoint_every=self.checkpoint_every, seed=self.seed, threads=self.threads)
+
+
+def quick(config: SearchConfig) -> SearchConfig:
+    """A first look in about two minutes on two CPU cores: fewer frames, steps and probes."""
+    data = config.data.replace(max_frames=120, crop=(128, 224), frame_size=(192, 320))
+    return config.replace(data=data, steps=24, warmup_steps=4, finetune_steps=16, prior_groups=1,
+                          checkpoint_every=8, log_every=4)

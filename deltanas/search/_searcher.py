@@ -1,0 +1,254 @@
+"""``deltanas search``: supernet training with a MAC budget, derive, fine-tune, evaluate."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._io import atomic_write_text
+from .._run import RunDir
+from ..analysis import EvalResult
+from ..analysis.plots import plot_arch_choice
+from ..delta import Arch, DeltaModel, SearchSpace
+from ..errors import TrainingError
+from ..export import export_model, load_model
+from ..teachers import Teacher, create_teacher
+from ..training import DistillLoss, LossWeights, VideoData, load_video_data, train
+from ._budget import Budget
+from ._config import SearchConfig
+from ._derive import fit_to_budget
+from ._distributed import DistContext, init_distributed
+from ._penalty import make_penalty
+from ._sensitivity import layer_sensitivity, logits_for_budget
+from ._supernet import Supernet, build_supernet
+
+__all__ = ["SearchResult", "search", "derive"]
+
+
+@dataclass
+class SearchResult:
+    arch: Arch
+    model: DeltaModel
+    budget: Budget
+    delta_macs: float
+    test: EvalResult | None
+    seconds: dict[str, float]
+    run: RunDir
+
+
+class _Objective(nn.Module):
+    """One search step's loss as a module, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, supernet: Supernet, loss: DistillLoss) -> None:
+        super().__init__()
+        self.model = supernet.model
+        self.supernet = supernet
+        self.loss = loss
+
+    def forward(self, frames: torch.Tensor):
+        return self.loss(frames), self.supernet.expected_macs()
+
+
+def derive(supernet: Supernet, budget: Budget, config: SearchConfig) -> dict[str, int]:
+    """Argmax per layer; moved into the budget (never above it with ``hard``) by greedy repair/fill."""
+    choice = supernet.argmax()
+    macs = supernet.macs_of(choice)
+    target = budget.delta_macs
+    if not config.hard and abs(macs / target - 1) <= config.tolerance:
+        return choice
+    scores = {n: torch.log_softmax(m.alpha.detach().double(), 0) for n, m in supernet.mixed.items()}
+    fixed = {n: m for n, m in supernet.macs.items()}
+    return fit_to_budget(choice, scores, fixed, supernet.linear_macs, target, config.tolerance)
+
+
+def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: VideoData | None = None,
+           teacher: Teacher | None = None, progress: bool = True) -> SearchResult:
+    ctx = init_distributed()
+    if resume:
+        config = SearchConfig.load(run.config)
+    elif ctx.is_main:
+        config.save(run.config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seconds: dict[str, float] = {}
+    started = time.time()
+    teacher = teacher if teacher is not None else create_teacher(config.teacher)
+    space = SearchSpace.load(config.space)
+    supernet = build_supernet(teacher, space, config.data.eval_size)
+    teacher_macs = float(sum(m[supernet.mixed[n].specs.index("full")] for n, m in supernet.macs.items())
+                         + supernet.linear_macs)
+    budget = Budget.parse(config.target, teacher_macs, config.data.keyframe_interval, config.target_frame)
+    budget.check_reachable(supernet.cheapest_macs())  # refused before any training
+    data = data if data is not None else load_video_data(config.data)
+    if ctx.is_main:
+        run.log(f"search {config.teacher} space={space.name} budget {budget.describe()} world={ctx.world_size}")
+
+    choice = _supernet_phase(config, run, supernet, budget, data, ctx, resume, progress, seconds)
+    arch = supernet.arch(choice, config.teacher)
+    delta_macs = supernet.macs_of(choice)
+    arch_path = run.path / "derived_arch.json"
+    if ctx.is_main:
+        arch.save(arch_path)
+        run.log(f"derived: {delta_macs / 1e6:.1f}M MACs per delta frame (target {budget.delta_macs / 1e6:.1f}M)")
+    ctx.barrier()
+
+    t0 = time.time()
+    finetune_run = RunDir(run.path / "finetune")
+    finetune_resume = resume and finetune_run.checkpoint.is_file()
+    finetune_run.path.mkdir(parents=True, exist_ok=True)
+    test = None
+    if ctx.is_main:  # fine-tuning a fixed architecture is cheap: rank 0 does it, the others wait
+        result = train(config.finetune_config(str(arch_path.resolve())), finetune_run, resume=finetune_resume,
+                       data=data, teacher=teacher, progress=progress,
+                       init_state=None if finetune_resume else supernet.student_state_for(choice))
+        model, test = result.model, result.test
+        seconds["finetune"] = time.time() - t0
+        export_model(model, run.path)
+        _write_outputs(run, config, supernet, choice, budget, delta_macs, test, seconds, time.time() - started)
+    ctx.barrier()
+    if not ctx.is_main:
+        model = load_model(run.path, teacher)
+    return SearchResult(arch, model, budget, delta_macs, test, seconds, run)
+
+
+def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budget: Budget, data: VideoData,
+                    ctx: DistContext, resume: bool, progress: bool, seconds: dict[str, float]) -> dict[str, int]:
+    ckpt_path = run.path / "search_checkpoint.pt"
+    data_gen = torch.Generator().manual_seed(config.seed * 1000 + ctx.rank)
+    arch_gen = torch.Generator().manual_seed(config.seed)  # the same on every rank: same sampled ops
+    sampler = data.sampler(config.data, data_gen)
+    loss = DistillLoss(supernet.model, LossWeights(config.output_weight, config.kl_weight, config.layer_weight,
+                                                    config.anchor_weight))
+    penalty = make_penalty(config.penalty, config.penalty_weight)
+    if config.penalty == "lagrangian":
+        penalty.rate = config.dual_rate
+    weights_opt = torch.optim.AdamW(supernet.weight_parameters(), lr=config.weight_lr)
+    arch_opt = torch.optim.Adam(supernet.alpha_parameters(), lr=config.arch_lr, betas=(0.5, 0.999))
+    step = 0
+    if resume and ckpt_path.is_file():
+        state = run.load_checkpoint(ckpt_path)
+        supernet.model.load_state_dict(state["supernet"], strict=False)
+        weights_opt.load_state_dict(state["weights_opt"])
+        arch_opt.load_state_dict(state["arch_opt"])
+        data_gen.set_state(state["data_gen"])
+        arch_gen.set_state(state["arch_gen"])
+        penalty.load_state(state["penalty"])
+        step = state["step"]
+        run.truncate_metrics(step, run.path / "search_metrics.csv")
+        run.truncate_metrics(step, run.path / "probs.csv")
+        if ctx.is_main:
+            run.log(f"search resumed at step {step}")
+    else:
+        t0 = time.time()
+        if config.prior == "sensitivity":
+            prior_gen = torch.Generator().manual_seed(config.seed + 7919)
+            groups = data.sampler(config.data, prior_gen).sample(config.prior_groups).frames
+            errors = layer_sensitivity(supernet, groups, progress=progress and ctx.is_main)
+            logits, mu = logits_for_budget(errors, supernet.macs, supernet.linear_macs, budget.delta_macs,
+                                           config.prior_scale)
+            with torch.no_grad():
+                for name, value in logits.items():
+                    supernet.mixed[name].alpha.copy_(value)
+            if ctx.is_main:
+                run.log(f"sensitivity prior: mu={mu:.4g}, expected MACs at start "
+                        f"{float(supernet.expected_macs()) / budget.delta_macs:.3f} x target")
+            if ctx.is_main:
+                run.write_json(run.path / "sensitivity.json",
+                               {n: dict(zip(supernet.mixed[n].specs, e.tolist())) for n, e in errors.items()})
+        seconds["prior"] = time.time() - t0
+
+    objective: nn.Module = _Objective(supernet, loss)
+    if ctx.enabled:
+        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True,
+                                                        broadcast_buffers=False)
+
+    def checkpoint() -> None:
+        if ctx.is_main:
+            students = {k: v for k, v in supernet.model.state_dict().items() if ".student." in k}
+            run.save_checkpoint({"step": step, "supernet": students, "weights_opt": weights_opt.state_dict(),
+                                 "arch_opt": arch_opt.state_dict(), "data_gen": data_gen.get_state(),
+                                 "arch_gen": arch_gen.get_state(), "penalty": penalty.state()}, ckpt_path)
+
+    t0 = time.time()
+    target = budget.delta_macs
+    supernet.model.train()
+    bar = tqdm(total=config.steps, initial=step, desc=f"search {run.path.name}", unit="step",
+               disable=not (progress and ctx.is_main))
+    while step < config.steps:
+        tau = config.tau(step)
+        supernet.sample(tau, config.gumbel == "hard", arch_gen)
+        frames = sampler.sample(config.batch_groups).frames
+        terms, expected = objective(frames)
+        total = penalty.combine(terms.total, expected.float(), target)
+        if not torch.isfinite(total):
+            raise TrainingError(f"search loss became {float(total)} at step {step + 1}: lower --arch-lr/--lr "
+                                f"(--resume continues from the last checkpoint)")
+        weights_opt.zero_grad(set_to_none=True)
+        arch_opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(supernet.weight_parameters(), 1.0)
+        weights_opt.step()
+        arch_moves = step >= config.warmup_steps
+        if arch_moves:
+            arch_opt.step()
+            with torch.no_grad():
+                penalty.after_step(float(supernet.expected_macs()), target)
+        step += 1
+        supernet.clear_sample()
+        e = float(expected.detach())
+        if ctx.is_main:
+            run.append_metrics({"step": step, "tau": tau, **terms.as_dict(), "objective": float(total),
+                                "expected_macs": e, "expected_over_target": e / target,
+                                "penalty_weight": penalty.weight}, run.path / "search_metrics.csv")
+            if step % config.log_every == 0 or step == config.steps:
+                for name, probs in supernet.probabilities().items():
+                    for spec, p in zip(supernet.mixed[name].specs, probs.tolist()):
+                        run.append_metrics({"step": step, "layer": name, "op": spec, "prob": p},
+                                           run.path / "probs.csv")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            checkpoint()
+        bar.update()
+        bar.set_postfix(loss=f"{terms.total.item():.3f}", E=f"{e / target:.2f}T", tau=f"{tau:.2f}")
+    bar.close()
+    seconds["search"] = seconds.get("search", 0.0) + time.time() - t0
+    supernet.model.eval()
+    return derive(supernet, budget, config)
+
+
+def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, choice: dict[str, int], budget: Budget,
+                   delta_macs: float, test: EvalResult | None, seconds: dict[str, float], wall: float) -> None:
+    k = budget.keyframe_interval
+    rows = []
+    probs = supernet.probabilities()
+    for info in supernet.layers:
+        specs = supernet.mixed[info.name].specs
+        i = choice[info.name]
+        rows.append({"layer": info.name, "op": specs[i], "macs": float(supernet.macs[info.name][i]),
+                     "teacher_macs": info.teacher_macs, "prob": float(probs[info.name][i])})
+    plot_arch_choice(rows, run.path / "arch_choice")
+    per_frame = (budget.teacher_macs + (k - 1) * delta_macs) / k
+    summary = {
+        "teacher": config.teacher, "space": config.space, "budget": budget.describe(), "asked": budget.asked,
+        "target_delta_macs": budget.delta_macs, "delta_macs": delta_macs,
+        "delta_over_target": delta_macs / budget.delta_macs, "hard": config.hard,
+        "teacher_macs": budget.teacher_macs, "macs_per_frame": per_frame, "speedup": budget.teacher_macs / per_frame,
+        "keyframe_interval": k, "seconds": {**{n: round(s, 1) for n, s in seconds.items()}, "total": round(wall, 1)},
+        "layers": rows,
+    }
+    if test is not None:
+        summary["test"] = test.pooled.as_dict()
+        summary["test_per_clip"] = {n: a.as_dict() for n, a in test.per_clip.items()}
+    run.write_json(run.summary, summary)
+    line = (f"searched: {per_frame / 1e6:.1f} MMACs/frame at K={k} ({summary['speedup']:.2f}x), "
+            f"delta frame {delta_macs / 1e6:.1f}M = {delta_macs / budget.delta_macs:.3f} x target")
+    if test is not None:
+        line += f"; held-out top-1 {100 * test.pooled.top1:.1f}%, dense {100 * test.pooled.dense:.1f}%"
+    line += f"; {wall:.0f} s"
+    run.log(line)
+    atomic_write_text(run.path / "summary.txt", line + "\n")
+
