@@ -33,8 +33,8 @@ class RunDir:
             raise ConfigError(f"bad run name {name!r}: use letters, digits, '-' and '_'")
         run = cls(Path(root or default_runs_root()) / name)
         if resume:
-            if not run.checkpoint.is_file():
-                raise ConfigError(f"{run.path}: no checkpoint to resume from")
+            if not run.config.is_file():
+                raise ConfigError(f"{run.path}: no run to resume here (no config.json)")
         elif run.path.exists() and any(run.path.iterdir()):
             raise ConfigError(f"{run.path} exists already: pass --resume to continue it, or another --name")
         run.path.mkdir(parents=True, exist_ok=True)

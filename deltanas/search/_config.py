@@ -17,14 +17,15 @@ class SearchConfig(JsonConfig):
     teacher: str = "efficientnet_lite0"
     space: str = "default"
     data: DataConfig = field(default_factory=DataConfig)
-    # budget: per delta frame (``0.2x`` of the teacher, ``150M``) or averaged per frame at K
-    target: str | None = "0.2x"
+    # budget: per delta frame (``0.2x`` of the teacher, ``150M``) or averaged per frame at K;
+    # neither given means 0.2x per delta frame
+    target: str | None = None
     target_frame: str | None = None
     hard: bool = False  # the derived architecture is never above the target
     tolerance: float = 0.03
     penalty: str = "lagrangian"
     penalty_weight: float = 0.0  # lambda (linear, absolute, initial Lagrangian) or beta (log)
-    dual_rate: float = 0.5  # Lagrangian: lambda += rate * (E/T - 1) per step
+    dual_rate: float = 0.2  # Lagrangian: lambda += rate * (E/T - 1) per step
     # "soft": every candidate runs, weighted; "hard": straight-through, one candidate per layer runs
     # (cheaper, but a "zero" candidate then gets no gradient from the task loss, only from the cost)
     gumbel: str = "soft"

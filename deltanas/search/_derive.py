@@ -1,53 +1,63 @@
-"""From logits to an architecture that fits the budget: argmax, then greedy repair / fill."""
+"""From logits to an architecture inside the budget: a multiple-choice knapsack, solved exactly.
+
+Maximise the summed per-layer score (the logits' log-probabilities) subject to
+``(1 - tolerance) T <= MACs <= T``, by dynamic programming over MACs quantised to ``T / resolution`` (rounded down); each state also
+carries the real MACs of its best path, and only paths whose real total is within ``T`` are taken.
+When the argmax already lies in the band it is the optimum and comes back unchanged.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["fit_to_budget"]
 
 
 def fit_to_budget(choice: dict[str, int], scores: dict[str, torch.Tensor], macs: dict[str, torch.Tensor],
-                  fixed_macs: float, target: float, tolerance: float = 0.03) -> dict[str, int]:
-    """Move ``choice`` into ``[(1 - tolerance) T, T]`` MACs, changing as little score as possible.
+                  fixed_macs: float, target: float, tolerance: float = 0.03,
+                  resolution: int = 4000) -> dict[str, int]:
+    """The best-scoring choice (one candidate per layer) with MACs in ``[(1 - tolerance) T, T]``.
 
-    Over budget: repeatedly take the switch with the least score lost per MAC saved (repair).
-    Far under budget: repeatedly take the switch with the most score gained (or least lost) per MAC
-    added that stays within T (fill). ``scores`` are per-candidate, higher is better (log-probs).
-    The result is never above ``T`` when the cheapest choice fits (the caller checks that).
+    If no choice reaches the band, the one closest below ``T``; if even the cheapest is above ``T``,
+    the cheapest (the caller refuses such targets before searching).
     """
-    choice = dict(choice)
-    total = fixed_macs + sum(float(macs[n][i]) for n, i in choice.items())
+    names = list(choice)
+    budget = target - fixed_macs
+    if budget <= 0:
+        return {n: int(torch.argmin(macs[n])) for n in names}
+    unit = budget / resolution
+    best = np.full(resolution + 1, -np.inf)
+    best[0] = 0.0
+    real = np.zeros(resolution + 1)
+    backtrack: list[np.ndarray] = []
+    for name in names:
+        cost_real = macs[name].double().numpy()
+        cost = np.floor(cost_real / unit + 1e-9).astype(np.int64)
+        score = scores[name].double().numpy()
+        new = np.full_like(best, -np.inf)
+        new_real = np.zeros_like(real)
+        pick = np.full(best.shape, -1, dtype=np.int64)
+        for k, (c, s) in enumerate(zip(cost, score)):
+            if c > resolution:
+                continue
+            shifted = np.full_like(best, -np.inf)
+            shifted[c:] = best[:resolution + 1 - c] + s
+            shifted_real = np.zeros_like(real)
+            shifted_real[c:] = real[:resolution + 1 - c] + cost_real[k]
+            better = (shifted > new) & (shifted_real <= budget)
+            new[better], new_real[better], pick[better] = shifted[better], shifted_real[better], k
+        if not np.isfinite(new).any():
+            return {n: int(torch.argmin(macs[n])) for n in names}
+        best, real = new, new_real
+        backtrack.append(pick)
 
-    while total > target:
-        best = None
-        for name, i in choice.items():
-            m, s = macs[name], scores[name]
-            for j in range(len(m)):
-                saved = float(m[i] - m[j])
-                if saved > 0:
-                    ratio = float(s[i] - s[j]) / saved
-                    if best is None or ratio < best[0]:
-                        best = (ratio, name, j, saved)
-        if best is None:
-            break
-        _, name, j, saved = best
-        choice[name] = j
-        total -= saved
-
-    while total < (1 - tolerance) * target:
-        best = None
-        for name, i in choice.items():
-            m, s = macs[name], scores[name]
-            for j in range(len(m)):
-                added = float(m[j] - m[i])
-                if added > 0 and total + added <= target:
-                    ratio = float(s[j] - s[i]) / added
-                    if best is None or ratio > best[0]:
-                        best = (ratio, name, j, added)
-        if best is None:
-            break
-        _, name, j, added = best
-        choice[name] = j
-        total += added
-    return choice
+    feasible = np.flatnonzero(np.isfinite(best))
+    in_band = feasible[real[feasible] >= (1 - tolerance) * target - fixed_macs]
+    end = int(in_band[np.argmax(best[in_band])]) if in_band.size else int(feasible[np.argmax(real[feasible])])
+    result: dict[str, int] = {}
+    for name, pick in zip(reversed(names), reversed(backtrack)):
+        k = int(pick[end])
+        result[name] = k
+        end -= int(np.floor(macs[name][k].item() / unit + 1e-9))
+    return {n: result[n] for n in names}

@@ -64,17 +64,20 @@ class AbsolutePenalty(Penalty):
 
 
 class LagrangianPenalty(Penalty):
-    """``task + lambda * (E/T - 1)`` with dual ascent ``lambda += rate * (E/T - 1)`` after each step,
-    which drives E onto T (lambda may turn negative when E falls below T)."""
+    """Augmented Lagrangian ``task + lambda g + (rho / 2) g^2`` with ``g = E/T - 1`` and dual ascent
+    ``lambda += rate * g`` after each step, which drives E onto T (lambda turns negative when E falls
+    below T). The quadratic term damps the oscillation that plain dual ascent shows."""
 
     name = "lagrangian"
 
-    def __init__(self, weight: float, rate: float = 0.5) -> None:
+    def __init__(self, weight: float, rate: float = 0.2, rho: float = 4.0) -> None:
         super().__init__(weight)
         self.rate = rate
+        self.rho = rho
 
     def combine(self, task, expected, target):
-        return task + self.weight * (expected / target - 1)
+        g = expected / target - 1
+        return task + self.weight * g + 0.5 * self.rho * g * g
 
     def after_step(self, expected: float, target: float) -> None:
         self.weight += self.rate * (expected / target - 1)

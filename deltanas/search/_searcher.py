@@ -82,7 +82,8 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
     supernet = build_supernet(teacher, space, config.data.eval_size)
     teacher_macs = float(sum(m[supernet.mixed[n].specs.index("full")] for n, m in supernet.macs.items())
                          + supernet.linear_macs)
-    budget = Budget.parse(config.target, teacher_macs, config.data.keyframe_interval, config.target_frame)
+    target = config.target if (config.target or config.target_frame) else "0.2x"
+    budget = Budget.parse(target, teacher_macs, config.data.keyframe_interval, config.target_frame)
     budget.check_reachable(supernet.cheapest_macs())  # refused before any training
     data = data if data is not None else load_video_data(config.data)
     if ctx.is_main:
@@ -156,7 +157,7 @@ def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budge
                     supernet.mixed[name].alpha.copy_(value)
             if ctx.is_main:
                 run.log(f"sensitivity prior: mu={mu:.4g}, expected MACs at start "
-                        f"{float(supernet.expected_macs()) / budget.delta_macs:.3f} x target")
+                        f"{float(supernet.expected_macs().detach()) / budget.delta_macs:.3f} x target")
             if ctx.is_main:
                 run.write_json(run.path / "sensitivity.json",
                                {n: dict(zip(supernet.mixed[n].specs, e.tolist())) for n, e in errors.items()})
@@ -202,7 +203,7 @@ def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budge
         supernet.clear_sample()
         e = float(expected.detach())
         if ctx.is_main:
-            run.append_metrics({"step": step, "tau": tau, **terms.as_dict(), "objective": float(total),
+            run.append_metrics({"step": step, "tau": tau, **terms.as_dict(), "objective": float(total.detach()),
                                 "expected_macs": e, "expected_over_target": e / target,
                                 "penalty_weight": penalty.weight}, run.path / "search_metrics.csv")
             if step % config.log_every == 0 or step == config.steps:

@@ -83,7 +83,7 @@ def train(config: TrainConfig, run: RunDir, *, resume: bool = False, data: Video
     step, best_step, bad = 0, 0, 0
     best_val = -math.inf
     best_state = student_state(model)
-    if resume:
+    if resume and run.checkpoint.is_file():  # killed before its first checkpoint: starts over
         ckpt = run.load_checkpoint()
         load_student_state(model, ckpt["students"], str(run.checkpoint))
         best_state = ckpt["best_students"]
