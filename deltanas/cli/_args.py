@@ -30,6 +30,10 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-size", type=size_type, default=(256, 448), metavar="HxW",
                    help="held-out frames are resized (cover + centre crop) to this (default 256x448)")
     g.add_argument("--max-frames", type=int, default=300, help="frames read per clip (default 300)")
+    g.add_argument("--frame-size", type=size_type, default=(288, 512), metavar="HxW",
+                   help="training frames are decoded at this size (default 288x512)")
+    g.add_argument("--crop", type=size_type, default=(192, 320), metavar="HxW",
+                   help="random training crops of that size (default 192x320)")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -46,7 +50,7 @@ def data_config(args: argparse.Namespace, **overrides: Any):
     from ..training import DataConfig
 
     values = dict(videos=tuple(args.videos), keyframe_interval=args.keyframe, eval_size=args.eval_size,
-                  max_frames=args.max_frames)
+                  max_frames=args.max_frames, frame_size=args.frame_size, crop=args.crop)
     values.update(overrides)
     try:
         return DataConfig(**values)

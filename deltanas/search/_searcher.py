@@ -39,6 +39,7 @@ class SearchResult:
     test: EvalResult | None
     seconds: dict[str, float]
     run: RunDir
+    probabilities: dict[str, dict[str, float]]  # final softmax(alpha) per layer and candidate
 
 
 class _Objective(nn.Module):
@@ -114,7 +115,8 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
     ctx.barrier()
     if not ctx.is_main:
         model = load_model(run.path, teacher)
-    return SearchResult(arch, model, budget, delta_macs, test, seconds, run)
+    probs = {n: dict(zip(supernet.mixed[n].specs, p.tolist())) for n, p in supernet.probabilities().items()}
+    return SearchResult(arch, model, budget, delta_macs, test, seconds, run, probs)
 
 
 def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budget: Budget, data: VideoData,

@@ -10,7 +10,8 @@ import pytest
 
 from deltanas.cli import main
 
-SMALL = ["--videos", "bikes", "--max-frames", "48", "--eval-size", "64x128", "--keyframe", "4"]
+SMALL = ["--videos", "bikes", "--max-frames", "48", "--eval-size", "64x128", "--keyframe", "4",
+         "--frame-size", "72x128", "--crop", "64x112"]
 
 
 def _run(capsys, *argv):
