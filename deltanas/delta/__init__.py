@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from ._arch import Arch
 from ._conv import DeltaConv, DeltaMode
+from ._gated import GatedDelta, gated_layers
+from ._gates import Gate, LearnedGate, ThresholdGate, TopPGate
 from ._layers import LayerInfo, conv_macs, trace_layers
 from ._model import CostReport, DeltaModel, LayerCost, convert, cost_report
 from ._ops import OP_TYPES, StudentOp, make_op, op_types
 from ._runner import KeyframePolicy, StreamFrame, stream
+from ._skipconv import skipconv_designs
 from ._space import SearchSpace, builtin_search_spaces
 from ._spec import OpSpec, parse_op
 
@@ -17,20 +20,27 @@ __all__ = [
     "DeltaConv",
     "DeltaMode",
     "DeltaModel",
+    "Gate",
+    "GatedDelta",
     "KeyframePolicy",
     "LayerCost",
     "LayerInfo",
+    "LearnedGate",
     "OP_TYPES",
     "OpSpec",
     "SearchSpace",
     "StreamFrame",
     "StudentOp",
+    "ThresholdGate",
+    "TopPGate",
     "conv_macs",
     "convert",
     "cost_report",
+    "gated_layers",
     "make_op",
     "op_types",
     "parse_op",
+    "skipconv_designs",
     "stream",
     "trace_layers",
     "builtin_search_spaces",

@@ -39,6 +39,7 @@ class StudentOp(ABC):
     name: ClassVar[str]
     arity: ClassVar[tuple[int, int]] = (0, 0)  # min, max number of args
     takes_inner: ClassVar[bool] = False
+    max_inners: ClassVar[int] = 1  # inner operators accepted, when it takes any
 
     def __init__(self, spec: OpSpec) -> None:
         lo, hi = self.arity
@@ -47,6 +48,8 @@ class StudentOp(ABC):
         if (spec.inner is not None) != self.takes_inner:
             raise ArchError(f"operator {spec}: {self.name} " + ("needs an inner operator (...)"
                             if self.takes_inner else "takes no inner operator"))
+        if len(spec.inners) > self.max_inners:
+            raise ArchError(f"operator {spec}: {self.name} takes at most {self.max_inners} inner operator(s)")
         self.spec = spec
 
     def __str__(self) -> str:
@@ -231,3 +234,9 @@ def make_op(spec: "str | OpSpec") -> StudentOp:
     if op_type is None:
         raise ArchError(f"unknown operator {spec.name!r} in {str(spec)!r}; known: {', '.join(op_types())}")
     return op_type(spec)
+
+
+# Skip-convolution ops live apart (they build on StudentOp and make_op above).
+from ._gated import Gated  # noqa: E402
+
+OP_TYPES[Gated.name] = Gated

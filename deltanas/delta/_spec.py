@@ -3,7 +3,8 @@
 Grammar (whitespace ignored)::
 
     spec := term                       e.g.  full | zero | lowrank:0.25 | channel:4 | depthwise
-    term := NAME (":" ARG)* ["(" spec ")"]     e.g.  subsample:2(lowrank:0.25)
+    term := NAME (":" ARG)* ["(" spec ("," spec)* ")"]     e.g.  subsample:2(lowrank:0.25)
+                                       or  gated:p0.25(full,lowrank:0.125)
 
 ``str(parse_op(s))`` is the canonical form; it serves as log label, cache key and sweep value.
 """
@@ -23,13 +24,30 @@ _ARG = re.compile(r"[A-Za-z0-9_.+-]+")
 
 @dataclass(frozen=True)
 class OpSpec:
+    """``inners`` are the inner specs in parentheses; ``inner`` is the first (None without any).
+
+    A single inner spec may be given in place of the tuple: ``OpSpec("subsample", (), OpSpec("full"))``.
+    """
+
     name: str
     args: tuple[str, ...] = ()
-    inner: "OpSpec | None" = None
+    inners: "tuple[OpSpec, ...]" = ()
+
+    def __post_init__(self) -> None:
+        inners = self.inners
+        if inners is None:
+            inners = ()
+        elif isinstance(inners, OpSpec):
+            inners = (inners,)
+        object.__setattr__(self, "inners", tuple(inners))
+
+    @property
+    def inner(self) -> "OpSpec | None":
+        return self.inners[0] if self.inners else None
 
     def __str__(self) -> str:
         text = ":".join((self.name, *self.args))
-        return f"{text}({self.inner})" if self.inner is not None else text
+        return f"{text}({','.join(map(str, self.inners))})" if self.inners else text
 
 
 class _Parser:
@@ -54,14 +72,17 @@ class _Parser:
         while self.text.startswith(":", self.pos):
             self.pos += 1
             args.append(self.take(_ARG, "an argument"))
-        inner = None
+        inners: list[OpSpec] = []
         if self.text.startswith("(", self.pos):
             self.pos += 1
-            inner = self.term()
+            inners.append(self.term())
+            while self.text.startswith(",", self.pos):
+                self.pos += 1
+                inners.append(self.term())
             if not self.text.startswith(")", self.pos):
                 raise self.fail("missing ')'")
             self.pos += 1
-        return OpSpec(name, tuple(args), inner)
+        return OpSpec(name, tuple(args), tuple(inners))
 
     def parse(self) -> OpSpec:
         if not self.text:

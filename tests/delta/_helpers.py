@@ -16,6 +16,7 @@ EXAMPLE_SPEC = {
     "channel": "channel:2",
     "depthwise": "depthwise",
     "subsample": "subsample(full)",
+    "gated": "gated:p1:b2(full)",  # p = 1: every block, so linear like the other examples
 }
 
 

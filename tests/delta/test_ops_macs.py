@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from deltanas.delta import OP_TYPES, LayerInfo, make_op
+from deltanas.delta import OP_TYPES, GatedDelta, LayerInfo, make_op
 
 from ._helpers import EXAMPLE_SPEC, randn, seeded_conv
 
@@ -31,6 +31,9 @@ SPECS = [
     "subsample(full)",
     "subsample(lowrank:0.25)",
     "subsample:3(full)",
+    "gated:p0.25(full)",  # checked on the sparse path, whose work the analytic count describes
+    "gated:p0.5:b4(full)",
+    "gated:p0.25:b2(full,lowrank:0.25)",
 ]
 
 # name -> (Conv2d args, Conv2d kwargs, input H x W)
@@ -48,7 +51,7 @@ GEOMETRIES = {
 }
 
 DENSE_ONLY = {"lowrank:0.5", "lowrank:0.25", "lowrank:3", "channel:2", "channel:4", "depthwise",
-              "subsample(lowrank:0.25)"}
+              "subsample(lowrank:0.25)", "gated:p0.25:b2(full,lowrank:0.25)"}
 
 
 def build_conv(geometry: str, seed: int = 0) -> tuple[nn.Conv2d, LayerInfo]:
@@ -105,6 +108,18 @@ def fvcore_macs(module: nn.Module, dx: torch.Tensor) -> tuple[int, FlopCountAnal
         "aten::sub", _elementwise_if_tensor,
         "aten::zeros", _free,
         "aten::new_zeros", _free,
+        # a gate squares dx (one multiply-add per element with the sum); its pooling, top-k and
+        # bookkeeping compare or count, they do not multiply-add
+        "aten::mul", _elementwise_if_tensor,
+        "aten::maximum", _free,
+        "aten::topk", _free,
+        "aten::scatter_", _free,
+        "aten::ones_like", _free,
+        "aten::mean", _free,
+        "aten::sum", _free,
+        "aten::unfold", _free,  # a view: the sparse path's patches
+        "aten::nonzero_numpy", _free,
+        "aten::pad", _free,
     )
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
@@ -145,6 +160,8 @@ def test_output_shape_and_macs_match_fvcore(spec, geometry):
     conv, layer = build_conv(geometry)
     op = make_op(spec)
     student = op.build(layer, conv).eval()
+    if isinstance(student, GatedDelta):
+        student.sparse = True
     dx = randn(1, conv.in_channels, *layer.in_hw, seed=7)
     with torch.no_grad():
         out = student(dx)

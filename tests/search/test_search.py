@@ -47,7 +47,7 @@ def test_run_folder_has_everything(tmp_path):
     folder = tmp_path / "s"
     for name in ("config.json", "arch.json", "students.safetensors", "search_metrics.csv", "probs.csv",
                  "sensitivity.json", "arch_choice.png", "arch_choice.svg", "summary.json", "summary.txt",
-                 "finetune/metrics.csv", "log.txt"):
+                 "finetune/summary.json", "log.txt"):
         assert (folder / name).is_file(), name
     lines = (folder / "search_metrics.csv").read_text().splitlines()
     assert lines[0].startswith("step,tau,loss") and len(lines) == 9

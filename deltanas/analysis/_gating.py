@@ -1,0 +1,81 @@
+"""Measured cost of gated (skip-convolution) layers: active fractions and MACs on real frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..delta import DeltaModel, GatedDelta
+from ..errors import ConfigError
+from ..video import iter_groups
+
+__all__ = ["GatingReport", "LayerGating", "measure_gating"]
+
+
+@dataclass(frozen=True)
+class LayerGating:
+    name: str
+    op: str
+    teacher_macs: int
+    analytic_macs: int  # the op's formula (expected fraction p, f or 0.25)
+    measured_macs: float  # per delta frame, as the sparse path spends them; = analytic when not gated
+    active_fraction: float | None  # mean fraction of active units (positions or blocks); None when not gated
+
+
+@dataclass(frozen=True)
+class GatingReport:
+    """Per-layer measurements and totals per delta frame (linear layers included), at ``input_hw``."""
+
+    input_hw: tuple[int, int]
+    keyframe_interval: int
+    delta_frames: int
+    layers: tuple[LayerGating, ...]
+    teacher_macs: int
+    analytic_delta_macs: int
+    measured_delta_macs: float
+
+    def per_frame(self) -> float:
+        """Measured MACs averaged over a group of K frames (the key frame runs the teacher)."""
+        k = self.keyframe_interval
+        return (self.teacher_macs + (k - 1) * self.measured_delta_macs) / k
+
+    def speedup(self) -> float:
+        return self.teacher_macs / max(self.per_frame(), 1.0)
+
+
+@torch.no_grad()
+def measure_gating(model: DeltaModel, frames: torch.Tensor, keyframe_interval: int = 8, *,
+                   max_groups: int | None = None) -> GatingReport:
+    """Run ``model`` over ``frames`` (uint8 (T, 3, H, W)) in groups of K and measure every gated
+    layer's active fraction and MACs, averaged over all delta frames."""
+    by_layer = {name: m.student for name, m in model.delta_layers().items() if isinstance(m.student, GatedDelta)}
+    if frames.ndim != 4 or frames.shape[0] < 2:
+        raise ConfigError(f"measure_gating needs at least two frames (T, 3, H, W), got {tuple(frames.shape)}")
+    model.eval()
+    fractions = {name: 0.0 for name in by_layer}
+    macs = {name: 0.0 for name in by_layer}
+    count = 0
+    for i, group in enumerate(iter_groups(frames, keyframe_interval)):
+        if (max_groups is not None and i >= max_groups) or len(group) < 2:
+            break
+        for m in by_layer.values():
+            m.reset_measurements()
+        model.forward_group(group[None])
+        n = len(group) - 1
+        for name, m in by_layer.items():
+            fractions[name] += n * (m.last_active_fraction or 0.0)
+            macs[name] += n * (m.last_macs or 0.0)
+        count += n
+    if count == 0:
+        raise ConfigError("measure_gating: no delta frame ran (keyframe_interval must be >= 2)")
+    hw = (int(frames.shape[-2]), int(frames.shape[-1]))
+    cost = model.cost(hw)
+    layers = tuple(
+        LayerGating(c.name, c.op, c.teacher_macs, c.student_macs,
+                    macs[c.name] / count if c.name in by_layer else float(c.student_macs),
+                    fractions[c.name] / count if c.name in by_layer else None)
+        for c in cost.layers
+    )
+    measured = sum(layer.measured_macs for layer in layers) + cost.linear_macs
+    return GatingReport(hw, keyframe_interval, count, layers, cost.teacher_macs, cost.delta_macs, measured)
