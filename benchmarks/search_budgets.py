@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--videos", nargs="+", default=["bundled"])
     p.add_argument("--space", default="default")
     p.add_argument("--uniform", nargs="*", default=None, help="uniform designs (default: the space's ops)")
+    p.add_argument("--modes", nargs="+", default=["soft", "hard"], choices=["soft", "hard"],
+                   help="derive without (soft) and with --hard")
     p.add_argument("--runs-dir", default="runs/bench-search")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/search_budgets.md"))
     args = p.parse_args()
@@ -64,7 +66,7 @@ def main() -> None:
         print(rows[-1], flush=True)
 
     for target in args.targets:
-        for hard in (False, True):
+        for hard in [mode == "hard" for mode in args.modes]:
             name = f"search-{target}{'-hard' if hard else ''}"
             config = SearchConfig(space=args.space, data=data_config, target=target, hard=hard, steps=args.steps,
                                   warmup_steps=min(10, args.steps // 4), finetune_steps=args.finetune_steps)

@@ -18,9 +18,18 @@ def _private_frame_cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One torch thread: the tests' tensors are tiny, and on a shared 2-core machine OpenMP threads
+    that other processes preempt make small convolutions (and SVDs) many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def lite0():
-    torch.set_num_threads(2)
     return create_teacher("efficientnet_lite0")
 
 

@@ -114,6 +114,13 @@ class GatedDelta(nn.Module):
         layer = self._last[1]
         return self._macs(layer, self.expected_fraction * self._units(layer))  # type: ignore[return-value]
 
+    @property
+    def last_teacher_macs(self) -> int:
+        """The dense teacher layer's MACs at the last call's size (what ``expected_macs`` compares to)."""
+        if self._last is None:
+            raise RuntimeError("GatedDelta.last_teacher_macs: run the layer on a delta first")
+        return self._last[1].teacher_macs
+
     def reset_measurements(self) -> None:
         self._last, self.expected_fraction = None, None
 

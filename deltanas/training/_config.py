@@ -51,6 +51,7 @@ class TrainConfig(JsonConfig):
     kl_weight: float = 0.5
     layer_weight: float = 0.3  # per-layer normalised delta MSE
     anchor_weight: float = 0.01  # pull toward the teacher-derived initialisation (regulariser)
+    gate_weight: float = 0.5  # cost of learned skip-convolution gates (expected MACs / teacher MACs)
     val_every: int = 50
     val_groups: int = 6  # groups per clip of the validation split
     patience: int = 4  # validations without improvement before stopping early (0: never stop)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ..delta import DeltaConv, DeltaModel
+from ..delta._gated import gated_layers
+from ..delta._gates import LearnedGate
 
 __all__ = ["DistillLoss", "LossWeights", "LossTerms"]
 
@@ -20,6 +22,7 @@ class LossWeights:
     kl: float = 0.5
     layer: float = 0.3
     anchor: float = 0.01
+    gate: float = 0.5  # learned skip-convolution gates: expected MACs / the layers' teacher MACs
 
 
 @dataclass
@@ -29,10 +32,11 @@ class LossTerms:
     kl: float
     layer: float
     anchor: float
+    gate: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {"loss": float(self.total.detach()), "output_loss": self.output, "kl": self.kl,
-                "layer_loss": self.layer, "anchor": self.anchor}
+                "layer_loss": self.layer, "anchor": self.anchor, "gate_cost": self.gate}
 
 
 class DistillLoss:
@@ -53,6 +57,8 @@ class DistillLoss:
             if any(p.requires_grad for p in m.student.parameters())
         }
         self.anchors = {n: p.detach().clone() for n, p in self._student_params()}
+        # learned gates would otherwise learn to update everything: their expected cost is penalised
+        self.learned_gates = [g for g in gated_layers(model).values() if isinstance(g.gate, LearnedGate)]
 
     def _student_params(self):
         for name, layer in self.layers.items():
@@ -107,5 +113,9 @@ class DistillLoss:
             num = sum((p - self.anchors[n]).pow(2).sum() for n, p in self._student_params())
             den = sum(a.pow(2).sum() for a in self.anchors.values()) + _EPS
             anchor = num / den
-        total = w.output * (output + w.kl * kl) + w.layer * layer_loss + w.anchor * anchor
-        return LossTerms(total, *(float(t.detach()) for t in (output, kl, layer_loss, anchor)))
+        gate = torch.zeros((), device=frames.device)
+        if w.gate > 0 and self.learned_gates:
+            gate = (sum(g.expected_macs() for g in self.learned_gates)
+                    / sum(g.last_teacher_macs for g in self.learned_gates))
+        total = w.output * (output + w.kl * kl) + w.layer * layer_loss + w.anchor * anchor + w.gate * gate
+        return LossTerms(total, *(float(t.detach()) for t in (output, kl, layer_loss, anchor, gate)))

@@ -75,8 +75,8 @@ def train(config: TrainConfig, run: RunDir, *, resume: bool = False, data: Video
     data = data if data is not None else load_video_data(config.data)
     generator = torch.Generator().manual_seed(config.seed)
     sampler = data.sampler(config.data, generator)
-    loss_fn = DistillLoss(model, LossWeights(config.output_weight, config.kl_weight,
-                                             config.layer_weight, config.anchor_weight))
+    loss_fn = DistillLoss(model, LossWeights(config.output_weight, config.kl_weight, config.layer_weight,
+                                             config.anchor_weight, config.gate_weight))
     params = model.student_parameters()
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay) if params else None
 

@@ -7,7 +7,7 @@ import pytest
 from deltanas.cli import main
 
 TINY = ["--videos", "bikes", "--max-frames", "48", "--eval-size", "64x128", "--frame-size", "72x128",
-        "--crop", "64x112", "--keyframe", "4", "--no-progress", "--threads", "2"]
+        "--crop", "64x112", "--keyframe", "4", "--no-progress", "--threads", "1"]
 
 
 def test_search_on_the_real_teacher(tmp_path, capsys):

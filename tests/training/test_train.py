@@ -146,3 +146,25 @@ def test_config_round_trip_and_refusals(tmp_path, small_data_config):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ConfigError, match="malformed JSON"):
         TrainConfig.load(tmp_path / "broken.json")
+
+
+def test_learned_gates_pay_for_their_updates(lite0, small_data_config, data):
+    """Training a learned skip-convolution gate with a higher cost weight leaves fewer positions active."""
+    from deltanas.delta._gated import gated_layers
+
+    fractions = []
+    for weight in (0.0, 5.0):
+        config = _config(small_data_config, arch="uniform:gated:learned(full)", gate_weight=weight, lr=0.05)
+        model = build_model(config, lite0)
+        loss = DistillLoss(model, LossWeights(layer=0.0, anchor=0.0, gate=weight))
+        params = model.student_parameters()
+        opt = torch.optim.Adam(params, lr=0.05)
+        sampler = data.sampler(small_data_config, torch.Generator().manual_seed(0))
+        for _ in range(15):
+            terms = loss(sampler.sample(2).frames)
+            opt.zero_grad()
+            terms.total.backward()
+            opt.step()
+        gates = gated_layers(model).values()
+        fractions.append(sum(float(g.expected_fraction.detach().mean()) for g in gates) / len(gates))
+    assert fractions[1] < fractions[0]

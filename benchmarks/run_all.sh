@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
+# About an hour on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DN=${DN:-.venv/bin/deltanas}
+STATIC="../shared/video/one-by-one-person-detection.mp4 ../shared/video/car-detection.mp4"
+
+# 1. uniform designs on the bundled clips, 80 updates each (= the search's 40 + 40 below)
+$PY benchmarks/uniform_designs.py --steps 80 --designs full zero lowrank:0.5 lowrank:0.25 "gated:p0.25(full)" \
+    --out benchmarks/results/uniform_designs.md
+# 2. searches at three budgets on the bundled clips (--hard: never above the target)
+$PY benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --modes hard --steps 40 --finetune-steps 40 --uniform \
+    --out benchmarks/results/search_budgets.md
+# 3. static cameras: a search against the skip-convolution and student baselines on the same footage
+if [ -f ../shared/video/car-detection.mp4 ]; then
+    $PY benchmarks/search_budgets.py --targets 0.3x --modes hard --steps 40 --finetune-steps 40 --videos $STATIC \
+        --runs-dir runs/bench-static --uniform zero "gated:p0.5(full)" "gated:p0.25(full)" "gated:p0.1(full)" \
+        lowrank:0.25 --out benchmarks/results/search_static.md
+fi
+# 4. an Optuna sweep over per-layer choices (short trials), then the Pareto front of everything
+$DN sweep --trials 20 --steps 5 --max-frames 120 --granularity block --name bench-sweep --no-progress
+$DN pareto runs/bench-uniform runs/bench-search runs/bench-sweep --out benchmarks/results/pareto
