@@ -22,7 +22,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     budget.add_argument("--penalty-weight", type=float, default=None,
                         help="lambda (beta for log); default 0 for lagrangian (it learns lambda), 2 otherwise")
     s = p.add_argument_group("search")
-    s.add_argument("--steps", type=int, default=150)
+    s.add_argument("--steps", type=int, default=100)
     s.add_argument("--warmup-steps", type=int, default=20)
     s.add_argument("--finetune-steps", type=int, default=100)
     s.add_argument("--gumbel", default="soft", choices=["soft", "hard"],

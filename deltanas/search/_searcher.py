@@ -22,6 +22,7 @@ from ..training import DistillLoss, LossWeights, VideoData, load_video_data, tra
 from ._budget import Budget
 from ._config import SearchConfig
 from ._derive import fit_to_budget
+from ._select import candidate_choices, select_on_validation
 from ._distributed import DistContext, init_distributed
 from ._penalty import make_penalty
 from ._sensitivity import layer_sensitivity, logits_for_budget
@@ -55,16 +56,29 @@ class _Objective(nn.Module):
         return self.loss(frames), self.supernet.expected_macs()
 
 
-def derive(supernet: Supernet, budget: Budget, config: SearchConfig) -> dict[str, int]:
-    """Argmax per layer; moved into the budget (never above it with ``hard``) by greedy repair/fill."""
+def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: VideoData | None = None,
+           run: RunDir | None = None) -> dict[str, int]:
+    """The architecture to fine-tune. Argmax per layer when it already lands within the tolerance of
+    the budget (and, with ``hard``, not above it); else the best-scoring choice inside the band
+    (exact knapsack). With ``config.select_groups`` and data, that choice competes on the validation
+    split with choices that prefer one operator family (see ``_select``)."""
     choice = supernet.argmax()
     macs = supernet.macs_of(choice)
     target = budget.delta_macs
-    if not config.hard and abs(macs / target - 1) <= config.tolerance:
+    in_band = abs(macs / target - 1) <= config.tolerance and not (config.hard and macs > target)
+    if not in_band:
+        scores = {n: torch.log_softmax(m.alpha.detach().double(), 0) for n, m in supernet.mixed.items()}
+        choice = fit_to_budget(choice, scores, supernet.macs, supernet.linear_macs, target, config.tolerance)
+    if data is None or config.select_groups <= 0:
         return choice
-    scores = {n: torch.log_softmax(m.alpha.detach().double(), 0) for n, m in supernet.mixed.items()}
-    fixed = {n: m for n, m in supernet.macs.items()}
-    return fit_to_budget(choice, scores, fixed, supernet.linear_macs, target, config.tolerance)
+    candidates = candidate_choices(supernet, budget, config.tolerance)
+    candidates["logits"] = choice
+    best, scores = select_on_validation(supernet, candidates, data, config.data.keyframe_interval,
+                                        config.select_groups)
+    if run is not None:
+        run.write_json(run.path / "selection.json", {"chosen": best, "val_fidelity": scores})
+        run.log(f"selection on validation: {best} (fidelity {scores[best]:.3f}; logits {scores['logits']:.3f})")
+    return candidates[best]
 
 
 def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: VideoData | None = None,
@@ -220,7 +234,7 @@ def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budge
     bar.close()
     seconds["search"] = seconds.get("search", 0.0) + time.time() - t0
     supernet.model.eval()
-    return derive(supernet, budget, config)
+    return derive(supernet, budget, config, data, run if ctx.is_main else None)
 
 
 def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, choice: dict[str, int], budget: Budget,

@@ -26,6 +26,10 @@ class MixedDelta(nn.Module):
     get a gradient through the chosen candidate's weight).
     """
 
+    # In soft mode a candidate whose weight is below this is skipped: after a sensitivity prior most
+    # candidates of a layer carry almost no weight, and computing them would dominate the step.
+    min_weight = 1e-3
+
     def __init__(self, candidates: list[nn.Module], specs: list[str]) -> None:
         super().__init__()
         self.candidates = nn.ModuleList(candidates)
@@ -39,7 +43,8 @@ class MixedDelta(nn.Module):
             return self.candidates[int(self.alpha.argmax())](dx)
         if self.index is not None:
             return self.weights[self.index] * self.candidates[self.index](dx)
-        return sum(w * op(dx) for w, op in zip(self.weights, self.candidates))
+        keep = (self.weights.detach() >= self.min_weight).nonzero().flatten().tolist()
+        return sum(self.weights[k] * self.candidates[k](dx) for k in keep)
 
 
 @dataclass
