@@ -56,7 +56,9 @@ def test_default_candidates_per_kind():
     space = SearchSpace.load("default")
     for kind in ("depthwise", "depthwise_5x5_s2"):
         got = set(names(space.candidates(LAYERS[kind])))
-        assert got <= {"full", "zero", "subsample(full)"} and {"full", "zero"} <= got
+        # nothing to factor in a depthwise conv: only reuse, exact, subsampled or gated updates
+        assert not any(n.startswith(("lowrank", "channel", "depthwise")) for n in got)
+        assert {"full", "zero", "subsample(full)", "gated:p0.25(full)"} <= got
     for kind in ("pointwise", "pointwise_stride2"):
         got = names(space.candidates(LAYERS[kind]))
         assert not any(n.startswith(("depthwise", "channel")) for n in got)
