@@ -17,6 +17,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--space", default="default", help="its operators are the manual designs (default: default)")
     p.add_argument("--designs", nargs="+", metavar="OP",
                    help="train these operators instead of the space's (with --resume: added to the run)")
+    p.add_argument("--skipconv", action="store_true",
+                   help="add the skip-convolution family: the teacher copy gated everywhere, over top-p budgets "
+                        "and thresholds (deltanas.delta.skipconv_designs)")
     p.add_argument("--steps", type=int, default=300, help="training steps of every design (default 300)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-groups", type=int, default=2)
@@ -82,8 +85,15 @@ def cmd_baselines(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    designs = list(args.designs) if args.designs else None
+    if args.skipconv:
+        from ..delta import SearchSpace, skipconv_designs
+        from ..sweep import manual_designs
+
+        designs = (designs if designs is not None else manual_designs(SearchSpace.load(args.space)))
+        designs += [d for d in skipconv_designs() if d not in designs]
     config = BaselinesConfig(teacher=args.teacher, space=args.space, data=data_config(args),
-                             designs=tuple(args.designs) if args.designs else None, steps=args.steps,
+                             designs=tuple(designs) if designs else None, steps=args.steps,
                              batch_groups=args.batch_groups, lr=args.lr, seed=args.seed)
     name = args.name or "baselines"
     points = run_baselines(config, name, args.runs_dir, resume=args.resume, progress=not args.no_progress)

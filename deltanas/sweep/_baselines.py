@@ -27,7 +27,7 @@ from ..errors import ArchError, ConfigError
 from ..teachers import Teacher, create_teacher
 from ..training import DataConfig, TrainConfig, VideoData, load_video_data, train
 
-__all__ = ["BaselinesConfig", "manual_designs", "run_baselines", "POINT_COLUMNS", "design_slug"]
+__all__ = ["BaselinesConfig", "manual_designs", "run_baselines", "POINT_COLUMNS", "design_family", "design_slug"]
 
 POINT_COLUMNS = ["family", "label", "design", "macs_per_frame", "delta_macs", "teacher_macs", "speedup",
                  "top1", "dense", "miou", "fidelity", "frames", "steps", "seconds", "run"]
@@ -37,6 +37,13 @@ def manual_designs(space: SearchSpace) -> list[str]:
     """Every operator of the space (all layer kinds, in order) except ``full`` and ``zero``."""
     specs = dict.fromkeys(space.dense + space.spatial + space.depthwise)
     return [s for s in specs if s not in ("full", "zero")]
+
+
+def design_family(design: str) -> str:
+    """``teacher``, ``skipconv`` (the teacher copy gated: skip-convolutions) or ``manual`` (students)."""
+    if design == "full":
+        return "teacher"
+    return "skipconv" if design.startswith("gated") and design.endswith("(full)") else "manual"
 
 
 def design_slug(design: str) -> str:
@@ -128,7 +135,7 @@ def run_baselines(config: BaselinesConfig, name: str, runs_dir: str | Path = "ru
     k = config.data.keyframe_interval
     for design in todo:
         started = time.time()
-        row: dict = {"design": design, "family": "teacher" if design == "full" else "manual",
+        row: dict = {"design": design, "family": design_family(design),
                      "label": {"full": "teacher", "zero": "zero (reuse)"}.get(design, design)}
         if design == "full":  # the reference agrees with itself exactly: nothing to measure
             model, test, steps, where = convert(teacher, "full", input_hw=config.data.eval_size), None, 0, ""

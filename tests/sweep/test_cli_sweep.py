@@ -61,3 +61,22 @@ def test_baselines_sweep_and_pareto(tmp_path, capsys):
     assert info["reference"]["macs_per_frame"] == teacher["teacher_macs"] and info["hypervolume"] >= 0
     code, _, err = _run(capsys, "pareto", runs / "base", "--out", out_dir, "--ref", "1.0x", "high")
     assert code == 2 and "--ref METRIC must be a number" in err
+
+
+def test_skipconv_family_in_baselines(tmp_path, capsys):
+    """`--skipconv` adds the gated teacher copies; they land in points.csv as their own family."""
+    import csv
+
+    from deltanas.cli import main
+    from deltanas.sweep._baselines import design_family
+
+    assert design_family("gated:p0.25(full)") == "skipconv" and design_family("lowrank:0.5") == "manual"
+    code = main(["baselines", "--designs", "lowrank:0.5", "--skipconv", "--steps", "1", "--name", "b",
+                 "--runs-dir", str(tmp_path), "--videos", "bikes", "--max-frames", "40", "--eval-size", "32x64",
+                 "--frame-size", "40x72", "--crop", "32x64", "--keyframe", "4", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    with open(tmp_path / "b" / "points.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    families = {r["design"]: r["family"] for r in rows}
+    assert families["full"] == "teacher" and families["lowrank:0.5"] == "manual"
+    assert families["gated:p0.25(full)"] == "skipconv" and families["gated:t2(full)"] == "skipconv"
