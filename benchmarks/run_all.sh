@@ -18,7 +18,11 @@ if [ -f ../shared/video/car-detection.mp4 ]; then
     $PY benchmarks/search_budgets.py --targets 0.3x --modes hard --steps 40 --finetune-steps 40 --videos $STATIC \
         --runs-dir runs/bench-static --uniform zero "gated:p0.5(full)" "gated:p0.25(full)" "gated:p0.1(full)" \
         lowrank:0.25 --out benchmarks/results/search_static.md
+    $PY benchmarks/search_budgets.py --targets 0.3x --modes hard --steps 40 --finetune-steps 40 --videos $STATIC \
+        --runs-dir runs/bench-static-v2 --uniform --out benchmarks/results/search_static_v2.md
 fi
+$PY benchmarks/search_budgets.py --targets 0.35x --modes hard --steps 40 --finetune-steps 40 \
+    --runs-dir runs/bench-search-v2 --uniform --out benchmarks/results/search_budgets_v2.md
 # 4. an Optuna sweep over per-layer choices (short trials), then the Pareto front of everything
 $DN sweep --trials 20 --steps 5 --max-frames 120 --granularity block --name bench-sweep --no-progress
 $DN pareto runs/bench-uniform runs/bench-search runs/bench-sweep --out benchmarks/results/pareto
