@@ -81,5 +81,5 @@ class SearchConfig(JsonConfig):
 def quick(config: SearchConfig) -> SearchConfig:
     """A first look in about two minutes on two CPU cores: fewer frames, steps and probes."""
     data = config.data.replace(max_frames=120, crop=(128, 224), frame_size=(192, 320))
-    return config.replace(data=data, steps=24, warmup_steps=4, finetune_steps=16, prior_groups=1,
-                          checkpoint_every=8, log_every=4)
+    return config.replace(data=data, steps=16, warmup_steps=4, finetune_steps=12, prior_groups=1,
+                          select_groups=1, checkpoint_every=8, log_every=4)
