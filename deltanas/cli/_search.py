@@ -56,7 +56,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     ctx = init_distributed()  # under torchrun: rank 0 owns the run folder
     run = RunDir.create(name, args.runs_dir, resume=args.resume) if ctx.is_main else RunDir(Path(args.runs_dir) / name)
     ctx.barrier()
-    result = search(config, run, resume=args.resume, progress=not args.no_progress)
+    search(config, run, resume=args.resume, progress=not args.no_progress)
     if ctx.is_main:
         print((run.path / "summary.txt").read_text().strip())
         print(f"run folder: {run.path} (arch.json, students.safetensors, arch_choice.png, summary.json)")

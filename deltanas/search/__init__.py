@@ -8,7 +8,7 @@ from ._derive import fit_to_budget
 from ._distributed import DistContext, init_distributed
 from ._penalty import PENALTIES, Penalty, make_penalty
 from ._searcher import SearchResult, derive, search
-from ._sensitivity import layer_sensitivity, logits_for_budget, logits_from_sensitivity
+from ._sensitivity import layer_sensitivity, logits_for_budget
 from ._supernet import MixedDelta, Supernet, build_supernet
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "init_distributed",
     "layer_sensitivity",
     "logits_for_budget",
-    "logits_from_sensitivity",
     "make_penalty",
     "parse_macs",
     "quick",

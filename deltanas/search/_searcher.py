@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -67,12 +66,11 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     target = budget.delta_macs
     in_band = abs(macs / target - 1) <= config.tolerance and not (config.hard and macs > target)
     if not in_band:
-        scores = {n: torch.log_softmax(m.alpha.detach().double(), 0) for n, m in supernet.mixed.items()}
-        choice = fit_to_budget(choice, scores, supernet.macs, supernet.linear_macs, target, config.tolerance)
+        choice = fit_to_budget(choice, supernet.log_probabilities(), supernet.macs, supernet.linear_macs, target,
+                               config.tolerance)
     if data is None or config.select_groups <= 0:
         return choice
-    candidates = candidate_choices(supernet, budget, config.tolerance)
-    candidates["logits"] = choice
+    candidates = candidate_choices(supernet, budget, config.tolerance, choice)
     best, scores = select_on_validation(supernet, candidates, data, config.data.keyframe_interval,
                                         config.select_groups)
     if run is not None:

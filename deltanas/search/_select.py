@@ -21,11 +21,13 @@ __all__ = ["candidate_choices", "select_on_validation"]
 _PREFERENCE = 10.0  # added to a preferred op's log-probability: it wins wherever it fits
 
 
-def candidate_choices(supernet: Supernet, budget: Budget, tolerance: float) -> dict[str, dict[str, int]]:
-    """``{label: choice}``: "logits", and "prefer OP" for every operator other than full/zero."""
-    scores = {n: torch.log_softmax(m.alpha.detach().double(), 0) for n, m in supernet.mixed.items()}
+def candidate_choices(supernet: Supernet, budget: Budget, tolerance: float,
+                      logits_choice: dict[str, int]) -> dict[str, dict[str, int]]:
+    """``{label: choice}``: "logits" (the derived choice), and "prefer OP" for every operator other
+    than full/zero."""
+    scores = supernet.log_probabilities()
     target, fixed = budget.delta_macs, supernet.linear_macs
-    choices = {"logits": fit_to_budget(supernet.argmax(), scores, supernet.macs, fixed, target, tolerance)}
+    choices = {"logits": logits_choice}
     specs = dict.fromkeys(s for m in supernet.mixed.values() for s in m.specs if s not in ("full", "zero"))
     for spec in specs:
         preferred = {n: s + _PREFERENCE * torch.tensor([float(x == spec) for x in supernet.mixed[n].specs],

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ._supernet import Supernet
 
-__all__ = ["layer_sensitivity", "logits_from_sensitivity"]
+__all__ = ["layer_sensitivity", "logits_for_budget"]
 
 
 @torch.no_grad()
@@ -41,11 +41,6 @@ def layer_sensitivity(supernet: Supernet, groups: torch.Tensor, progress: bool =
         supernet.clear_sample()
         bar.close()
     return errors
-
-
-def logits_from_sensitivity(errors: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
-    """Initial logits ``-scale * err``: the exact copy starts at 0, harmful candidates far below."""
-    return {name: (-scale * err).float() for name, err in errors.items()}
 
 
 def logits_for_budget(errors: dict[str, torch.Tensor], macs: dict[str, torch.Tensor], fixed_macs: float,

@@ -68,6 +68,10 @@ class Supernet:
     def probabilities(self) -> dict[str, torch.Tensor]:
         return {name: m.alpha.detach().softmax(0) for name, m in self.mixed.items()}
 
+    def log_probabilities(self) -> dict[str, torch.Tensor]:
+        """Per-layer scores of the candidates (float64), as the budget fitting uses them."""
+        return {name: torch.log_softmax(m.alpha.detach().double(), 0) for name, m in self.mixed.items()}
+
     def expected_macs(self) -> torch.Tensor:
         """``sum_l softmax(alpha_l) . M_l`` plus the always-on linear layers (differentiable)."""
         total = sum((m.alpha.softmax(0).double() * self.macs[name]).sum() for name, m in self.mixed.items())

@@ -7,7 +7,6 @@ import torch
 
 from deltanas.delta import (
     Arch,
-    GatedDelta,
     LayerInfo,
     OpSpec,
     SearchSpace,
