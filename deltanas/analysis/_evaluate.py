@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..delta import DeltaModel
+from ..delta import DeltaModel, KeyframePolicy
 from ..errors import ConfigError
 from ..video import iter_groups
 from ._metrics import Agreement, AgreementMeter
@@ -18,28 +18,50 @@ __all__ = ["EvalResult", "evaluate"]
 
 @dataclass(frozen=True)
 class EvalResult:
-    keyframe_interval: int
+    keyframe_interval: int  # the fixed K, or an adaptive policy's longest interval
     per_clip: dict[str, Agreement]
     pooled: Agreement  # ratios of sums over all clips' frames
+    key_frames: int = 0  # how many frames ran the teacher
+    frames: int = 0
+
+    @property
+    def effective_interval(self) -> float:
+        """Frames per key frame (K for a fixed interval, up to the clips' ends): use it for
+        ``CostReport.per_frame`` to get the MACs an adaptive policy really spent."""
+        return self.frames / max(self.key_frames, 1)
+
+
+def _groups(frames: torch.Tensor, keyframe_interval: int, policy: KeyframePolicy | None):
+    if policy is None:
+        yield from iter_groups(frames, keyframe_interval)
+        return
+    keys = policy.key_indices(frames) + [frames.shape[0]]
+    for start, end in zip(keys[:-1], keys[1:]):
+        yield frames[start:end].to(torch.float32).div_(255)
 
 
 @torch.no_grad()
 def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int,
-             *, progress: bool = True, max_groups: int | None = None) -> EvalResult:
-    """Agreement on ``clips`` (name, uint8 frames (T,3,H,W)), in consecutive groups of K frames."""
+             *, progress: bool = True, max_groups: int | None = None,
+             policy: KeyframePolicy | None = None) -> EvalResult:
+    """Agreement on ``clips`` (name, uint8 frames (T,3,H,W)), in consecutive groups of K frames, or
+    with key frames where ``policy`` (adaptive) puts them. Fidelity compares with reusing the key
+    frame under the same key frames; top-1 and dense agreement do not depend on them."""
     teacher = model.teacher
     if teacher is None:
         raise ConfigError("evaluation needs a classifier teacher (deltanas.teachers.Teacher)")
     model.eval()
     pooled = AgreementMeter(teacher.info.num_classes)
     per_clip: dict[str, Agreement] = {}
+    key_frames = frame_count = 0
     total = sum(min(-(-len(f) // keyframe_interval), max_groups or 1 << 30) for _, f in clips)
     bar = tqdm(total=total, desc="evaluate", unit="group", disable=not progress, leave=False)
     for name, frames in clips:
         meter = AgreementMeter(teacher.info.num_classes)
-        for i, group in enumerate(iter_groups(frames, keyframe_interval)):
+        for i, group in enumerate(_groups(frames, keyframe_interval, policy)):
             if max_groups is not None and i >= max_groups:
                 break
+            key_frames, frame_count = key_frames + 1, frame_count + len(group)
             ref = model.teacher_forward(group)
             out = model.forward_group(group[None])[0]
             outputs = dict(
@@ -55,4 +77,5 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
             bar.update()
         per_clip[name] = meter.result()
     bar.close()
-    return EvalResult(keyframe_interval, per_clip, pooled.result())
+    interval = keyframe_interval if policy is None else policy.interval
+    return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count)

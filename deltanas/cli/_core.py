@@ -40,6 +40,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", help="an untrained architecture instead of a folder")
     p.add_argument("--teacher", default="efficientnet_lite0")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--adaptive", action="store_true",
+                   help="adaptive key frames at the key-frame budget of K: a key frame when the input changed "
+                        "most, the threshold calibrated on the training split (at most --max-interval apart)")
+    p.add_argument("--max-interval", type=int, default=None, metavar="N",
+                   help="with --adaptive: the longest run between key frames (default 2K)")
     add_data_options(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_evaluate)
@@ -132,9 +137,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(where, model, test, k: int, size: tuple[int, int]) -> None:
+def _print_summary(where, model, test, k: "int | float", size: tuple[int, int], adaptive: bool = False) -> None:
     cost = model.cost(size)
-    line = (f"{where}: {cost.per_frame(k) / 1e6:.1f} MMACs/frame at K={k} ({cost.speedup(k):.2f}x fewer than "
+    at = f"adaptive key frames (one per {k:.2f} frames)" if adaptive else f"K={k}"
+    line = (f"{where}: {cost.per_frame(k) / 1e6:.1f} MMACs/frame at {at} ({cost.speedup(k):.2f}x fewer than "
             f"the teacher's {cost.teacher_macs / 1e6:.1f})")
     if test is not None:
         a = test.pooled
@@ -152,24 +158,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("give a model folder or --arch (one of them)")
     _, model = _teacher_and_model(args, args.eval_size)
     config = data_config(args)
-    data = load_video_data(config, need_train=False)
-    result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress)
+    if args.max_interval is not None and not args.adaptive:
+        raise ConfigError("--max-interval goes with --adaptive")
+    data = load_video_data(config, need_train=args.adaptive)
+    policy = None
+    if args.adaptive:
+        from ..delta import calibrate_keyframes
+
+        policy = calibrate_keyframes(data.train, config.keyframe_interval, args.max_interval)
+    result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress,
+                      policy=policy)
     cost = model.cost(config.eval_size)
-    report = {"macs_per_frame": cost.per_frame(config.keyframe_interval), "delta_macs": cost.delta_macs,
-              "teacher_macs": cost.teacher_macs, "speedup": cost.speedup(config.keyframe_interval),
+    k = result.effective_interval if policy else config.keyframe_interval
+    report = {"macs_per_frame": cost.per_frame(k), "delta_macs": cost.delta_macs,
+              "teacher_macs": cost.teacher_macs, "speedup": cost.speedup(k),
+              "keyframes": ({"policy": "adaptive", "threshold": policy.threshold, "max_interval": policy.interval,
+                             "key_rate": policy.key_rate,
+                             "key_frames": result.key_frames, "frames": result.frames} if policy else
+                            {"policy": "fixed", "interval": config.keyframe_interval}),
               "pooled": result.pooled.as_dict(),
               "per_clip": {n: a.as_dict() for n, a in result.per_clip.items()}}
     if args.model:
         from .._run import RunDir
 
-        RunDir(Path(args.model)).write_json(Path(args.model) / "eval.json", report)
+        RunDir(Path(args.model)).write_json(Path(args.model) / ("eval-adaptive.json" if policy else "eval.json"), report)
     if args.json:
         print_json(report)
     else:
         for name, a in result.per_clip.items():
             print(f"  {name:24s} top-1 {100 * a.top1:5.1f}%  dense {100 * a.dense:5.1f}%  "
                   f"mIoU {100 * a.miou:5.1f}%  fidelity {a.fidelity:6.3f}  ({a.frames} frames)")
-        _print_summary(args.model or args.arch, model, result, config.keyframe_interval, config.eval_size)
+        _print_summary(args.model or args.arch, model, result, k, config.eval_size, adaptive=policy is not None)
     return 0
 
 

@@ -9,7 +9,7 @@ from ._gates import Gate, LearnedGate, ThresholdGate, TopPGate
 from ._layers import LayerInfo, conv_macs, trace_layers
 from ._model import CostReport, DeltaModel, LayerCost, convert, cost_report
 from ._ops import OP_TYPES, StudentOp, make_op, op_types
-from ._runner import KeyframePolicy, StreamFrame, stream
+from ._runner import KeyframePolicy, StreamFrame, calibrate_keyframes, stream
 from ._skipconv import skipconv_designs
 from ._space import SearchSpace, builtin_search_spaces
 from ._spec import OpSpec, parse_op
@@ -23,6 +23,7 @@ __all__ = [
     "Gate",
     "GatedDelta",
     "KeyframePolicy",
+    "calibrate_keyframes",
     "LayerCost",
     "LayerInfo",
     "LearnedGate",

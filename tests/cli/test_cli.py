@@ -44,6 +44,22 @@ def test_evaluate_full_is_exact_and_zero_is_reuse(capsys):
     assert zero["speedup"] > 3
 
 
+def test_evaluate_adaptive_key_frames_keep_the_key_budget(capsys):
+    code, out, _ = _run(capsys, "evaluate", "--arch", "zero", "--json", "--no-progress", "--adaptive", *SMALL)
+    assert code == 0
+    report = json.loads(out)
+    keys = report["keyframes"]
+    assert keys["policy"] == "adaptive" and keys["max_interval"] == 8
+    # bikes' held-out part (12 frames at K=4): calibrated on the training split and held to a key rate
+    # of 1/4 (two in reserve), and the MACs are those of the key frames actually spent
+    assert keys["frames"] == 12 and 1 <= keys["key_frames"] <= 12 // 4 + 2
+    teacher = report["teacher_macs"]
+    expected = (keys["key_frames"] * teacher + (keys["frames"] - keys["key_frames"]) * report["delta_macs"])
+    assert report["macs_per_frame"] == pytest.approx(expected / keys["frames"])
+    code, _, err = _run(capsys, "evaluate", "--arch", "zero", "--max-interval", "8", *SMALL)
+    assert code == 2 and "--adaptive" in err
+
+
 def test_train_then_evaluate_then_export(tmp_path, capsys):
     code, out, err = _run(capsys, "train", "--arch", "uniform:lowrank:0.5", "--steps", "3", "--name", "t",
                           "--runs-dir", tmp_path, "--no-progress", *SMALL)
