@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ._bench import BenchResult, bench
-from ._evaluate import EvalResult, evaluate
+from ._evaluate import EvalResult, evaluate, evaluate_adaptive, keyframe_groups
 from ._gating import GatingReport, LayerGating, measure_gating
 from ._metrics import Agreement, AgreementMeter
 from ._pareto import ParetoResult, gather_points, hypervolume, non_dominated, pareto_analysis
 
-__all__ = ["Agreement", "AgreementMeter", "BenchResult", "bench", "EvalResult", "GatingReport", "LayerGating", "ParetoResult", "evaluate",
+__all__ = ["Agreement", "AgreementMeter", "BenchResult", "bench", "EvalResult", "GatingReport", "LayerGating", "ParetoResult", "evaluate", "evaluate_adaptive", "keyframe_groups",
            "gather_points", "hypervolume", "measure_gating", "non_dominated", "pareto_analysis"]

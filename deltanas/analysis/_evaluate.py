@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from ..delta import DeltaModel, KeyframePolicy
+from ..delta import DeltaModel, KeyframePolicy, calibrate_keyframes
 from ..errors import ConfigError
 from ..video import iter_groups
 from ._metrics import Agreement, AgreementMeter
 
-__all__ = ["EvalResult", "evaluate"]
+__all__ = ["EvalResult", "evaluate", "evaluate_adaptive", "keyframe_groups"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,10 @@ class EvalResult:
         return self.frames / max(self.key_frames, 1)
 
 
-def _groups(frames: torch.Tensor, keyframe_interval: int, policy: KeyframePolicy | None):
+def keyframe_groups(frames: torch.Tensor, keyframe_interval: int,
+                    policy: KeyframePolicy | None = None) -> Iterator[torch.Tensor]:
+    """Groups ``[key, ...]`` as float32 (T, 3, H, W) in [0, 1]: every K frames, or where ``policy`` puts
+    the key frames (what :func:`~deltanas.delta.stream` would choose)."""
     if policy is None:
         yield from iter_groups(frames, keyframe_interval)
         return
@@ -58,7 +61,7 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
     bar = tqdm(total=total, desc="evaluate", unit="group", disable=not progress, leave=False)
     for name, frames in clips:
         meter = AgreementMeter(teacher.info.num_classes)
-        for i, group in enumerate(_groups(frames, keyframe_interval, policy)):
+        for i, group in enumerate(keyframe_groups(frames, keyframe_interval, policy)):
             if max_groups is not None and i >= max_groups:
                 break
             key_frames, frame_count = key_frames + 1, frame_count + len(group)
@@ -79,3 +82,20 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
     bar.close()
     interval = keyframe_interval if policy is None else policy.interval
     return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count)
+
+
+def evaluate_adaptive(model: DeltaModel, calibration: Sequence[torch.Tensor],
+                      clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int, *,
+                      max_interval: int | None = None, progress: bool = True) -> tuple[EvalResult, dict]:
+    """Agreement with adaptive key frames at the key budget of a fixed K: the policy is calibrated on
+    ``calibration`` clips (the training split), then run on ``clips``. Returns the result and a report
+    (policy, key frames spent, MACs per frame and speed-up at the key rate reached)."""
+    policy = calibrate_keyframes(calibration, keyframe_interval, max_interval)
+    result = evaluate(model, clips, keyframe_interval, progress=progress, policy=policy)
+    cost = model.cost(tuple(clips[0][1].shape[-2:]))
+    interval = result.effective_interval
+    report = {"policy": "adaptive", "threshold": policy.threshold, "max_interval": policy.interval,
+              "key_rate": policy.key_rate, "key_frames": result.key_frames, "frames": result.frames,
+              "macs_per_frame": cost.per_frame(interval), "speedup": cost.speedup(interval),
+              "pooled": result.pooled.as_dict()}
+    return result, report

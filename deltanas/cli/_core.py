@@ -150,7 +150,7 @@ def _print_summary(where, model, test, k: "int | float", size: tuple[int, int], 
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..analysis import evaluate
+    from ..analysis import evaluate, evaluate_adaptive
     from ..errors import ConfigError
     from ..training import load_video_data
 
@@ -161,34 +161,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.max_interval is not None and not args.adaptive:
         raise ConfigError("--max-interval goes with --adaptive")
     data = load_video_data(config, need_train=args.adaptive)
-    policy = None
-    if args.adaptive:
-        from ..delta import calibrate_keyframes
-
-        policy = calibrate_keyframes(data.train, config.keyframe_interval, args.max_interval)
-    result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress,
-                      policy=policy)
     cost = model.cost(config.eval_size)
-    k = result.effective_interval if policy else config.keyframe_interval
+    progress = not args.no_progress
+    if args.adaptive:
+        result, keyframes = evaluate_adaptive(model, data.train, data.test_clips(), config.keyframe_interval,
+                                              max_interval=args.max_interval, progress=progress)
+        k = result.effective_interval
+    else:
+        result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=progress)
+        keyframes, k = {"policy": "fixed", "interval": config.keyframe_interval}, config.keyframe_interval
     report = {"macs_per_frame": cost.per_frame(k), "delta_macs": cost.delta_macs,
               "teacher_macs": cost.teacher_macs, "speedup": cost.speedup(k),
-              "keyframes": ({"policy": "adaptive", "threshold": policy.threshold, "max_interval": policy.interval,
-                             "key_rate": policy.key_rate,
-                             "key_frames": result.key_frames, "frames": result.frames} if policy else
-                            {"policy": "fixed", "interval": config.keyframe_interval}),
+              "keyframes": {n: v for n, v in keyframes.items() if n not in ("pooled", "macs_per_frame", "speedup")},
               "pooled": result.pooled.as_dict(),
               "per_clip": {n: a.as_dict() for n, a in result.per_clip.items()}}
     if args.model:
         from .._run import RunDir
 
-        RunDir(Path(args.model)).write_json(Path(args.model) / ("eval-adaptive.json" if policy else "eval.json"), report)
+        name = "eval-adaptive.json" if args.adaptive else "eval.json"
+        RunDir(Path(args.model)).write_json(Path(args.model) / name, report)
     if args.json:
         print_json(report)
     else:
         for name, a in result.per_clip.items():
             print(f"  {name:24s} top-1 {100 * a.top1:5.1f}%  dense {100 * a.dense:5.1f}%  "
                   f"mIoU {100 * a.miou:5.1f}%  fidelity {a.fidelity:6.3f}  ({a.frames} frames)")
-        _print_summary(args.model or args.arch, model, result, k, config.eval_size, adaptive=policy is not None)
+        _print_summary(args.model or args.arch, model, result, k, config.eval_size, adaptive=args.adaptive)
     return 0
 
 

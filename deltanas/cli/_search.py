@@ -32,6 +32,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--lr", type=float, default=1e-3, help="students' learning rate")
     s.add_argument("--prior", default="sensitivity", choices=["sensitivity", "none"])
     s.add_argument("--quick", action="store_true", help="a usable result in about two minutes on 2 cores")
+    s.add_argument("--no-adaptive-eval", dest="adaptive_eval", action="store_false",
+                   help="skip the second held-out evaluation with adaptive key frames at the key budget of K")
     add_data_options(p)
     add_run_options(p)
     p.set_defaults(run=cmd_search)
@@ -49,7 +51,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                           penalty_weight=weight, gumbel=args.gumbel, tau_start=args.tau[0], tau_end=args.tau[1],
                           steps=args.steps, warmup_steps=min(args.warmup_steps, args.steps),
                           finetune_steps=args.finetune_steps, weight_lr=args.lr, arch_lr=args.arch_lr,
-                          prior=args.prior, seed=args.seed, threads=args.threads)
+                          prior=args.prior, seed=args.seed, threads=args.threads, adaptive_eval=args.adaptive_eval)
     if args.quick:
         config = quick(config)
     name = args.name or f"search-{(args.target or args.target_frame).replace('.', 'p')}"

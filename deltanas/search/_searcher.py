@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
 from .._run import RunDir
-from ..analysis import EvalResult
+from ..analysis import EvalResult, evaluate_adaptive
 from ..analysis.plots import plot_arch_choice
 from ..delta import Arch, DeltaModel, SearchSpace
 from ..errors import TrainingError
@@ -122,8 +122,15 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
                        init_state=None if finetune_resume else supernet.student_state_for(choice))
         model, test = result.model, result.test
         seconds["finetune"] = time.time() - t0
+        adaptive = None
+        if config.adaptive_eval and test is not None:
+            t0 = time.time()
+            _, adaptive = evaluate_adaptive(model, data.train, data.test_clips(), config.data.keyframe_interval,
+                                            progress=False)
+            seconds["adaptive_eval"] = time.time() - t0
         export_model(model, run.path)
-        _write_outputs(run, config, supernet, choice, budget, delta_macs, test, seconds, time.time() - started)
+        _write_outputs(run, config, supernet, choice, budget, delta_macs, test, adaptive, seconds,
+                       time.time() - started)
     ctx.barrier()
     if not ctx.is_main:
         model = load_model(run.path, teacher)
@@ -236,7 +243,8 @@ def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budge
 
 
 def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, choice: dict[str, int], budget: Budget,
-                   delta_macs: float, test: EvalResult | None, seconds: dict[str, float], wall: float) -> None:
+                   delta_macs: float, test: EvalResult | None, adaptive: dict | None, seconds: dict[str, float],
+                   wall: float) -> None:
     k = budget.keyframe_interval
     rows = []
     probs = supernet.probabilities()
@@ -258,11 +266,16 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, choice
     if test is not None:
         summary["test"] = test.pooled.as_dict()
         summary["test_per_clip"] = {n: a.as_dict() for n, a in test.per_clip.items()}
+    if adaptive is not None:
+        summary["test_adaptive"] = adaptive
     run.write_json(run.summary, summary)
     line = (f"searched: {per_frame / 1e6:.1f} MMACs/frame at K={k} ({summary['speedup']:.2f}x), "
             f"delta frame {delta_macs / 1e6:.1f}M = {delta_macs / budget.delta_macs:.3f} x target")
     if test is not None:
         line += f"; held-out top-1 {100 * test.pooled.top1:.1f}%, dense {100 * test.pooled.dense:.1f}%"
+    if adaptive is not None:
+        line += (f"; adaptive key frames ({adaptive['key_frames']}/{adaptive['frames']}): "
+                 f"{adaptive['speedup']:.2f}x, top-1 {100 * adaptive['pooled']['top1']:.1f}%")
     line += f"; {wall:.0f} s"
     run.log(line)
     atomic_write_text(run.path / "summary.txt", line + "\n")

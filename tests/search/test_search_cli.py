@@ -19,6 +19,9 @@ def test_search_on_the_real_teacher(tmp_path, capsys):
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert 0.97 <= summary["delta_over_target"] <= 1.0
     assert len(summary["layers"]) == 49 and summary["test"]["frames"] > 0
+    adaptive = summary["test_adaptive"]  # the same model with adaptive key frames at the key budget of K=4
+    assert adaptive["key_frames"] <= adaptive["frames"] // 4 + 2 and adaptive["pooled"]["frames"] > 0
+    assert "adaptive key frames" in out
     arch = json.loads((tmp_path / "s" / "arch.json").read_text())
     assert arch["teacher"] == "efficientnet_lite0" and len(arch["layers"]) == 49
     # the exported architecture evaluates like any other
