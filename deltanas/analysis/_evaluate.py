@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from ..delta import DeltaModel, KeyframePolicy, calibrate_keyframes
 from ..errors import ConfigError
 from ..video import iter_groups
-from ._metrics import Agreement, AgreementMeter
+from ._metrics import Agreement, AgreementMeter, GroupSums
 
 __all__ = ["EvalResult", "evaluate", "evaluate_adaptive", "keyframe_groups"]
 
@@ -23,6 +23,7 @@ class EvalResult:
     pooled: Agreement  # ratios of sums over all clips' frames
     key_frames: int = 0  # how many frames ran the teacher
     frames: int = 0
+    groups: tuple[GroupSums, ...] = ()  # per key-frame group, all clips in order (see ``compare``)
 
     @property
     def effective_interval(self) -> float:
@@ -81,7 +82,7 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
         per_clip[name] = meter.result()
     bar.close()
     interval = keyframe_interval if policy is None else policy.interval
-    return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count)
+    return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count, tuple(pooled.groups))
 
 
 def evaluate_adaptive(model: DeltaModel, calibration: Sequence[torch.Tensor],

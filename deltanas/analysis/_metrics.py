@@ -9,7 +9,19 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-__all__ = ["AgreementMeter", "Agreement"]
+__all__ = ["AgreementMeter", "Agreement", "GroupSums"]
+
+
+@dataclass(frozen=True)
+class GroupSums:
+    """One key-frame group's sums, from which top-1, dense and fidelity pool as ratios of sums."""
+
+    frames: int
+    top1_hits: int
+    dense_hits: int
+    positions: int
+    err_sq: float
+    delta_sq: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class AgreementMeter:
         self.changes_teacher = 0
         self.pairs = 0
         self.per_distance: dict[int, list[float]] = {}  # d -> [frames, hits, err_sq, delta_sq]
+        self.groups: list[GroupSums] = []  # per group, for paired bootstrap comparisons
 
     @torch.no_grad()
     def update(self, teacher_logits: torch.Tensor, model_logits: torch.Tensor,
@@ -64,10 +77,12 @@ class AgreementMeter:
         cls, cls_hat = y.argmax(1), y_hat.argmax(1)
         err = (y_hat - y).pow(2).sum(1)
         delta = (y - y_key).pow(2).sum(1)
+        hits = int((cls == cls_hat).sum())
         self.frames += t - 1
-        self.top1_hits += int((cls == cls_hat).sum())
+        self.top1_hits += hits
         self.err_sq += float(err.sum())
         self.delta_sq += float(delta.sum())
+        dense_hits, positions = 0, 0
         for i, d in enumerate(distances.tolist()):
             row = self.per_distance.setdefault(int(d), [0, 0, 0.0, 0.0])
             row[0] += 1
@@ -81,12 +96,14 @@ class AgreementMeter:
         self.pairs += t - 1
         if teacher_dense is not None and model_dense is not None:
             m, m_hat = teacher_dense[1:].argmax(1).flatten(), model_dense[1:].argmax(1).flatten()
-            self.dense_hits += int((m == m_hat).sum())
-            self.positions += m.numel()
+            dense_hits, positions = int((m == m_hat).sum()), m.numel()
+            self.dense_hits += dense_hits
+            self.positions += positions
             k = self.num_classes
             inter = torch.bincount(m[m == m_hat], minlength=k).double()
             self.intersection += inter
             self.union += torch.bincount(m, minlength=k).double() + torch.bincount(m_hat, minlength=k).double() - inter
+        self.groups.append(GroupSums(t - 1, hits, dense_hits, positions, float(err.sum()), float(delta.sum())))
         if teacher_features is not None and model_features is not None:
             f, f_hat = teacher_features[1:].double(), model_features[1:].double()
             self.feat_err_sq += float((f_hat - f).pow(2).sum())

@@ -49,6 +49,18 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
+    p = verbs.add_parser("compare", help="is model B better than model A on the same held-out frames? "
+                                         "(paired bootstrap over key-frame groups)")
+    p.add_argument("a", help="a run or export folder, or an architecture (uniform:lowrank:0.25, arch.json)")
+    p.add_argument("b", help="the same, compared with A")
+    p.add_argument("--teacher", default="efficientnet_lite0", help="for architectures given as text")
+    p.add_argument("--samples", type=int, default=2000, help="bootstrap samples")
+    p.add_argument("--seed", type=int, default=0, help="of the bootstrap")
+    p.add_argument("--json", action="store_true")
+    add_data_options(p)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=cmd_compare)
+
     p = verbs.add_parser("run", help="stream a video through a delta model: agreement and speed")
     p.add_argument("video", help="a video file, frame folder or bundled clip name")
     p.add_argument("--model", help="a run or export folder (default: --arch untrained)")
@@ -187,6 +199,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {name:24s} top-1 {100 * a.top1:5.1f}%  dense {100 * a.dense:5.1f}%  "
                   f"mIoU {100 * a.miou:5.1f}%  fidelity {a.fidelity:6.3f}  ({a.frames} frames)")
         _print_summary(args.model or args.arch, model, result, k, config.eval_size, adaptive=args.adaptive)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..analysis import evaluate, paired_bootstrap
+    from ..training import load_video_data
+
+    config = data_config(args)
+    data = load_video_data(config, need_train=False)
+    results, costs = {}, {}
+    for which in ("a", "b"):
+        source = getattr(args, which)
+        folder = Path(source).is_dir()
+        ns = argparse.Namespace(model=source if folder else None, arch=None if folder else source,
+                                teacher=args.teacher)
+        _, model = _teacher_and_model(ns, config.eval_size)
+        results[which] = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress)
+        costs[which] = model.cost(config.eval_size).per_frame(config.keyframe_interval)
+    differences = paired_bootstrap(results["a"], results["b"], samples=args.samples, seed=args.seed)
+    if args.json:
+        print_json({"a": args.a, "b": args.b, "macs_per_frame": costs,
+                    "differences": [d.as_dict() for d in differences]})
+        return 0
+    print(f"A = {args.a}: {costs['a'] / 1e6:.1f} MMACs/frame;  B = {args.b}: {costs['b'] / 1e6:.1f} MMACs/frame "
+          f"(K={config.keyframe_interval}, {differences[0].groups} held-out groups)")
+    for d in differences:
+        scale = 1 if d.metric == "fidelity" else 100
+        print(f"  {d.metric:9s} A {scale * d.a:7.3f}  B {scale * d.b:7.3f}  B-A {scale * d.difference:+7.3f}  "
+              f"{100 * d.confidence:.0f}% interval [{scale * d.low:+.3f}, {scale * d.high:+.3f}]  "
+              f"B higher in {100 * d.b_better:.0f}% of resamples")
     return 0
 
 
