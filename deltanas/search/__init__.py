@@ -7,12 +7,13 @@ from ._config import SearchConfig, quick
 from ._derive import fit_to_budget
 from ._distributed import DistContext, init_distributed
 from ._penalty import PENALTIES, Penalty, make_penalty
-from ._searcher import SearchResult, derive, search
+from ._searcher import Derived, SearchResult, derive, search
 from ._sensitivity import layer_sensitivity, logits_for_budget
 from ._supernet import MixedDelta, Supernet, build_supernet
 
 __all__ = [
     "Budget",
+    "Derived",
     "DistContext",
     "MixedDelta",
     "PENALTIES",

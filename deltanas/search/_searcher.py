@@ -11,9 +11,9 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
 from .._run import RunDir
-from ..analysis import EvalResult, evaluate_adaptive
+from ..analysis import EvalResult, evaluate, evaluate_adaptive
 from ..analysis.plots import plot_arch_choice
-from ..delta import Arch, DeltaModel, SearchSpace
+from ..delta import Arch, DeltaModel, SearchSpace, convert
 from ..errors import TrainingError
 from ..export import export_model, load_model
 from ..teachers import Teacher, create_teacher
@@ -22,6 +22,7 @@ from ._budget import Budget
 from ._config import SearchConfig
 from ._derive import fit_to_budget
 from ._select import candidate_choices, select_on_validation
+from ._uniform import uniform_for_budget, uniform_gated_template
 from ._distributed import DistContext, init_distributed
 from ._penalty import make_penalty
 from ._sensitivity import layer_sensitivity, logits_for_budget
@@ -55,12 +56,24 @@ class _Objective(nn.Module):
         return self.loss(frames), self.supernet.expected_macs()
 
 
+@dataclass(frozen=True)
+class Derived:
+    """The architecture a search fine-tunes: a choice among the supernet's candidates, or the
+    budget-matched uniform skip-convolution (``choice`` None) when that won the selection."""
+
+    arch: Arch
+    delta_macs: float
+    choice: dict[str, int] | None
+    label: str
+
+
 def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: VideoData | None = None,
-           run: RunDir | None = None) -> dict[str, int]:
+           run: RunDir | None = None, teacher_name: str | None = None) -> Derived:
     """The architecture to fine-tune. Argmax per layer when it already lands within the tolerance of
     the budget (and, with ``hard``, not above it); else the best-scoring choice inside the band
     (exact knapsack). With ``config.select_groups`` and data, that choice competes on the validation
-    split with choices that prefer one operator family (see ``_select``)."""
+    split with choices that prefer one operator family (see ``_select``) and with the uniform
+    skip-convolution that fits the budget (see ``_uniform``)."""
     choice = supernet.argmax()
     macs = supernet.macs_of(choice)
     target = budget.delta_macs
@@ -68,15 +81,31 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     if not in_band:
         choice = fit_to_budget(choice, supernet.log_probabilities(), supernet.macs, supernet.linear_macs, target,
                                config.tolerance)
+    derived = Derived(supernet.arch(choice, teacher_name), supernet.macs_of(choice), choice, "logits")
     if data is None or config.select_groups <= 0:
-        return choice
+        return derived
     candidates = candidate_choices(supernet, budget, config.tolerance, choice)
     best, scores = select_on_validation(supernet, candidates, data, config.data.keyframe_interval,
                                         config.select_groups)
+    derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
+                      candidates[best], best)
+    specs = [s for m in supernet.mixed.values() for s in m.specs]
+    template = uniform_gated_template(specs)
+    uniform = template and uniform_for_budget(template, supernet.layers, supernet.linear_macs, target,
+                                              config.tolerance)
+    if uniform:
+        arch, uniform_macs = uniform
+        label = f"uniform {arch.default}"
+        model = convert(supernet.teacher, arch, input_hw=config.data.eval_size)
+        scores[label] = evaluate(model, data.val_clips(), config.data.keyframe_interval, progress=False,
+                                 max_groups=config.select_groups).pooled.fidelity
+        if scores[label] > scores[best]:
+            best = label
+            derived = Derived(Arch(default=arch.default, teacher=teacher_name), uniform_macs, None, label)
     if run is not None:
         run.write_json(run.path / "selection.json", {"chosen": best, "val_fidelity": scores})
         run.log(f"selection on validation: {best} (fidelity {scores[best]:.3f}; logits {scores['logits']:.3f})")
-    return candidates[best]
+    return derived
 
 
 def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: VideoData | None = None,
@@ -102,9 +131,8 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
     if ctx.is_main:
         run.log(f"search {config.teacher} space={space.name} budget {budget.describe()} world={ctx.world_size}")
 
-    choice = _supernet_phase(config, run, supernet, budget, data, ctx, resume, progress, seconds)
-    arch = supernet.arch(choice, config.teacher)
-    delta_macs = supernet.macs_of(choice)
+    derived = _supernet_phase(config, run, supernet, budget, data, ctx, resume, progress, seconds)
+    arch, delta_macs = derived.arch, derived.delta_macs
     arch_path = run.path / "derived_arch.json"
     if ctx.is_main:
         arch.save(arch_path)
@@ -119,7 +147,8 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
     if ctx.is_main:  # fine-tuning a fixed architecture is cheap: rank 0 does it, the others wait
         result = train(config.finetune_config(str(arch_path.resolve())), finetune_run, resume=finetune_resume,
                        data=data, teacher=teacher, progress=progress,
-                       init_state=None if finetune_resume else supernet.student_state_for(choice))
+                       init_state=None if finetune_resume or derived.choice is None
+                       else supernet.student_state_for(derived.choice))
         model, test = result.model, result.test
         seconds["finetune"] = time.time() - t0
         adaptive = None
@@ -129,8 +158,7 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
                                             progress=False)
             seconds["adaptive_eval"] = time.time() - t0
         export_model(model, run.path)
-        _write_outputs(run, config, supernet, choice, budget, delta_macs, test, adaptive, seconds,
-                       time.time() - started)
+        _write_outputs(run, config, supernet, derived, budget, test, adaptive, seconds, time.time() - started)
     ctx.barrier()
     if not ctx.is_main:
         model = load_model(run.path, teacher)
@@ -139,7 +167,7 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
 
 
 def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budget: Budget, data: VideoData,
-                    ctx: DistContext, resume: bool, progress: bool, seconds: dict[str, float]) -> dict[str, int]:
+                    ctx: DistContext, resume: bool, progress: bool, seconds: dict[str, float]) -> Derived:
     ckpt_path = run.path / "search_checkpoint.pt"
     data_gen = torch.Generator().manual_seed(config.seed * 1000 + ctx.rank)
     arch_gen = torch.Generator().manual_seed(config.seed)  # the same on every rank: same sampled ops
@@ -239,26 +267,27 @@ def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budge
     bar.close()
     seconds["search"] = seconds.get("search", 0.0) + time.time() - t0
     supernet.model.eval()
-    return derive(supernet, budget, config, data, run if ctx.is_main else None)
+    return derive(supernet, budget, config, data, run if ctx.is_main else None, config.teacher)
 
 
-def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, choice: dict[str, int], budget: Budget,
-                   delta_macs: float, test: EvalResult | None, adaptive: dict | None, seconds: dict[str, float],
-                   wall: float) -> None:
-    k = budget.keyframe_interval
+def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derived: Derived, budget: Budget,
+                   test: EvalResult | None, adaptive: dict | None, seconds: dict[str, float], wall: float) -> None:
+    k, delta_macs = budget.keyframe_interval, derived.delta_macs
     rows = []
     probs = supernet.probabilities()
+    ops = derived.arch.resolve(supernet.layers)
     for info in supernet.layers:
+        op = str(ops[info.name])
         specs = supernet.mixed[info.name].specs
-        i = choice[info.name]
-        rows.append({"layer": info.name, "op": specs[i], "macs": float(supernet.macs[info.name][i]),
-                     "teacher_macs": info.teacher_macs, "prob": float(probs[info.name][i])})
+        prob = float(probs[info.name][specs.index(op)]) if op in specs else float("nan")
+        rows.append({"layer": info.name, "op": op, "macs": float(ops[info.name].macs(info)),
+                     "teacher_macs": info.teacher_macs, "prob": prob})
     plot_arch_choice(rows, run.path / "arch_choice")
     per_frame = (budget.teacher_macs + (k - 1) * delta_macs) / k
     summary = {
         "teacher": config.teacher, "space": config.space, "budget": budget.describe(), "asked": budget.asked,
         "target_delta_macs": budget.delta_macs, "delta_macs": delta_macs,
-        "delta_over_target": delta_macs / budget.delta_macs, "hard": config.hard,
+        "delta_over_target": delta_macs / budget.delta_macs, "hard": config.hard, "chosen": derived.label,
         "teacher_macs": budget.teacher_macs, "macs_per_frame": per_frame, "speedup": budget.teacher_macs / per_frame,
         "keyframe_interval": k, "seconds": {**{n: round(s, 1) for n, s in seconds.items()}, "total": round(wall, 1)},
         "layers": rows,

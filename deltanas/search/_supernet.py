@@ -54,6 +54,7 @@ class Supernet:
     candidates: dict[str, list[StudentOp]]
     macs: dict[str, torch.Tensor]  # per layer, each candidate's MACs per delta frame (float64)
     linear_macs: int
+    teacher: nn.Module  # the plain network the supernet was converted from (untouched)
 
     @property
     def mixed(self) -> dict[str, MixedDelta]:
@@ -139,4 +140,4 @@ def build_supernet(teacher: Teacher, space: SearchSpace, input_hw: tuple[int, in
         macs[name] = torch.tensor([float(op.macs(info)) for op in ops], dtype=torch.float64)
         layer.student = MixedDelta([op.build(info, layer.conv) for op in ops], [str(op) for op in ops])
         layer.op = "mixed"
-    return Supernet(model, infos, candidates, macs, linear)
+    return Supernet(model, infos, candidates, macs, linear, teacher)

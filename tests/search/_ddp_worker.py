@@ -21,7 +21,7 @@ def main(out: Path) -> None:
     config = SearchConfig(teacher="tiny", data=TINY_DATA, steps=6, warmup_steps=1, finetune_steps=1, prior_groups=1,
                           checkpoint_every=3, log_every=3, arch_lr=0.1, target="0.3x")
     result = search(config, run, data=tiny_data(TINY_DATA), teacher=TinyTeacher(), progress=False)
-    (out / f"rank{ctx.rank}.json").write_text(json.dumps({"world": ctx.world_size, "arch": result.arch.layers,
+    (out / f"rank{ctx.rank}.json").write_text(json.dumps({"world": ctx.world_size, "arch": result.arch.to_dict(),
                                                           "probs": result.probabilities}))
 
 
