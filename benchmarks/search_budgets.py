@@ -11,6 +11,7 @@ uniform design of the search space trained for steps + finetune-steps, the same 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ def main() -> None:
     p.add_argument("--uniform", nargs="*", default=None, help="uniform designs (default: the space's ops)")
     p.add_argument("--modes", nargs="+", default=["soft", "hard"], choices=["soft", "hard"],
                    help="derive without (soft) and with --hard")
+    p.add_argument("--per-frame", action="store_true", help="targets are MACs averaged per frame at K (--target-frame)")
     p.add_argument("--runs-dir", default="runs/bench-search")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/search_budgets.md"))
     args = p.parse_args()
@@ -68,12 +70,15 @@ def main() -> None:
     for target in args.targets:
         for hard in [mode == "hard" for mode in args.modes]:
             name = f"search-{target}{'-hard' if hard else ''}"
-            config = SearchConfig(space=args.space, data=data_config, target=target, hard=hard, steps=args.steps,
-                                  warmup_steps=min(10, args.steps // 4), finetune_steps=args.finetune_steps)
+            budget = {"target_frame": target} if args.per_frame else {"target": target}
+            config = SearchConfig(space=args.space, data=data_config, hard=hard, steps=args.steps,
+                                  warmup_steps=min(10, args.steps // 4), finetune_steps=args.finetune_steps, **budget)
             started = time.time()
             result = search(config, RunDir.create(name, args.runs_dir), data=data, teacher=teacher, progress=False)
             cost = result.model.cost(size)
-            rows.append(_row(f"search {target}{' --hard' if hard else ''}",
+            chosen = json.loads((result.run.path / "summary.json").read_text()).get("chosen", "logits")
+            rows.append(_row(f"search {target}{' per frame' if args.per_frame else ''}{' --hard' if hard else ''} "
+                             f"(chose: {chosen})",
                              f"{result.delta_macs / result.budget.delta_macs:.3f}", cost.per_frame(k),
                              cost.speedup(k), result.test, args.steps + args.finetune_steps, time.time() - started))
             flush()

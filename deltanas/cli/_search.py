@@ -32,8 +32,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--lr", type=float, default=1e-3, help="students' learning rate")
     s.add_argument("--prior", default="sensitivity", choices=["sensitivity", "none"])
     s.add_argument("--quick", action="store_true", help="a usable result in about two minutes on 2 cores")
-    s.add_argument("--no-adaptive-eval", dest="adaptive_eval", action="store_false",
-                   help="skip the second held-out evaluation with adaptive key frames at the key budget of K")
+    s.add_argument("--adaptive-eval", action="store_true",
+                   help="also evaluate with adaptive key frames at the key budget of K (summary: test_adaptive)")
     add_data_options(p)
     add_run_options(p)
     p.set_defaults(run=cmd_search)

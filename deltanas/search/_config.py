@@ -41,7 +41,7 @@ class SearchConfig(JsonConfig):
     prior_scale: float = 20.0
     finetune_steps: int = 100
     select_groups: int = 4  # per validation clip, to pick among candidate architectures (0: argmax only)
-    adaptive_eval: bool = True  # also report held-out agreement with adaptive key frames at the key budget of K
+    adaptive_eval: bool = False  # also report held-out agreement with adaptive key frames at the key budget of K
     output_weight: float = 1.0
     kl_weight: float = 0.5
     layer_weight: float = 0.3

@@ -12,7 +12,7 @@ TINY = ["--videos", "bikes", "--max-frames", "48", "--eval-size", "64x128", "--f
 
 def test_search_on_the_real_teacher(tmp_path, capsys):
     code = main(["search", "--target", "0.3x", "--hard", "--steps", "3", "--warmup-steps", "1",
-                 "--finetune-steps", "2", "--name", "s", "--runs-dir", str(tmp_path), *TINY])
+                 "--finetune-steps", "2", "--adaptive-eval", "--name", "s", "--runs-dir", str(tmp_path), *TINY])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "searched:" in out
