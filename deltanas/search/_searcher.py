@@ -279,7 +279,7 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derive
     for info in supernet.layers:
         op = str(ops[info.name])
         specs = supernet.mixed[info.name].specs
-        prob = float(probs[info.name][specs.index(op)]) if op in specs else float("nan")
+        prob = float(probs[info.name][specs.index(op)]) if op in specs else None  # outside the supernet
         rows.append({"layer": info.name, "op": op, "macs": float(ops[info.name].macs(info)),
                      "teacher_macs": info.teacher_macs, "prob": prob})
     plot_arch_choice(rows, run.path / "arch_choice")
