@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from ..delta import DeltaModel, KeyframePolicy, calibrate_keyframes
+from ..delta import CostReport, DeltaModel, GatedDelta, KeyframePolicy, calibrate_keyframes
 from ..errors import ConfigError
 from ..video import iter_groups
 from ._metrics import Agreement, AgreementMeter, GroupSums
@@ -24,6 +24,19 @@ class EvalResult:
     key_frames: int = 0  # how many frames ran the teacher
     frames: int = 0
     groups: tuple[GroupSums, ...] = ()  # per key-frame group, all clips in order (see ``compare``)
+    gated_macs: dict[str, float] | None = None  # gated layers: measured MACs per delta frame, at the clips' size
+
+    def cost(self, analytic: CostReport) -> CostReport:
+        """``analytic`` (``model.cost(size)`` at the clips' size) with the gated layers' MACs as measured
+        on these frames: a threshold or learned gate's active fraction depends on the footage, and only
+        the measurement says what it spent (a top-p gate measures exactly its analytic count)."""
+        if not self.gated_macs:
+            return analytic
+        layers = tuple(replace(c, student_macs=round(self.gated_macs[c.name])) if c.name in self.gated_macs else c
+                       for c in analytic.layers)
+        delta = analytic.delta_macs + sum(self.gated_macs[c.name] - c.student_macs for c in analytic.layers
+                                          if c.name in self.gated_macs)
+        return replace(analytic, delta_macs=round(delta), layers=layers)
 
     @property
     def effective_interval(self) -> float:
@@ -58,6 +71,9 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
     pooled = AgreementMeter(teacher.info.num_classes)
     per_clip: dict[str, Agreement] = {}
     key_frames = frame_count = 0
+    gated = {name: m.student for name, m in model.delta_layers().items() if isinstance(m.student, GatedDelta)}
+    gated_sums = dict.fromkeys(gated, 0.0)
+    delta_frames = 0
     total = sum(min(-(-len(f) // keyframe_interval), max_groups or 1 << 30) for _, f in clips)
     bar = tqdm(total=total, desc="evaluate", unit="group", disable=not progress, leave=False)
     for name, frames in clips:
@@ -67,7 +83,13 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
                 break
             key_frames, frame_count = key_frames + 1, frame_count + len(group)
             ref = model.teacher_forward(group)
+            for m in gated.values():
+                m.reset_measurements()
             out = model.forward_group(group[None])[0]
+            if len(group) > 1:
+                delta_frames += len(group) - 1
+                for name, m in gated.items():
+                    gated_sums[name] += (len(group) - 1) * (m.last_macs or 0.0)
             outputs = dict(
                 teacher_logits=teacher.logits_from_features(ref),
                 model_logits=teacher.logits_from_features(out),
@@ -82,7 +104,8 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
         per_clip[name] = meter.result()
     bar.close()
     interval = keyframe_interval if policy is None else policy.interval
-    return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count, tuple(pooled.groups))
+    measured = {n: v / delta_frames for n, v in gated_sums.items()} if gated and delta_frames else None
+    return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count, tuple(pooled.groups), measured)
 
 
 def evaluate_adaptive(model: DeltaModel, calibration: Sequence[torch.Tensor],
@@ -93,7 +116,7 @@ def evaluate_adaptive(model: DeltaModel, calibration: Sequence[torch.Tensor],
     (policy, key frames spent, MACs per frame and speed-up at the key rate reached)."""
     policy = calibrate_keyframes(calibration, keyframe_interval, max_interval)
     result = evaluate(model, clips, keyframe_interval, progress=progress, policy=policy)
-    cost = model.cost(tuple(clips[0][1].shape[-2:]))
+    cost = result.cost(model.cost(tuple(clips[0][1].shape[-2:])))
     interval = result.effective_interval
     report = {"policy": "adaptive", "threshold": policy.threshold, "max_interval": policy.interval,
               "key_rate": policy.key_rate, "key_frames": result.key_frames, "frames": result.frames,

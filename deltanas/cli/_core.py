@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_summary(where, model, test, k: "int | float", size: tuple[int, int], adaptive: bool = False) -> None:
-    cost = model.cost(size)
+    cost = model.cost(size) if test is None else test.cost(model.cost(size))
     at = f"adaptive key frames (one per {k:.2f} frames)" if adaptive else f"K={k}"
     line = (f"{where}: {cost.per_frame(k) / 1e6:.1f} MMACs/frame at {at} ({cost.speedup(k):.2f}x fewer than "
             f"the teacher's {cost.teacher_macs / 1e6:.1f})")
@@ -173,7 +173,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.max_interval is not None and not args.adaptive:
         raise ConfigError("--max-interval goes with --adaptive")
     data = load_video_data(config, need_train=args.adaptive)
-    cost = model.cost(config.eval_size)
     progress = not args.no_progress
     if args.adaptive:
         result, keyframes = evaluate_adaptive(model, data.train, data.test_clips(), config.keyframe_interval,
@@ -182,6 +181,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=progress)
         keyframes, k = {"policy": "fixed", "interval": config.keyframe_interval}, config.keyframe_interval
+    cost = result.cost(model.cost(config.eval_size))
     report = {"macs_per_frame": cost.per_frame(k), "delta_macs": cost.delta_macs,
               "teacher_macs": cost.teacher_macs, "speedup": cost.speedup(k),
               "keyframes": {n: v for n, v in keyframes.items() if n not in ("pooled", "macs_per_frame", "speedup")},
@@ -216,7 +216,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                 teacher=args.teacher)
         _, model = _teacher_and_model(ns, config.eval_size)
         results[which] = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress)
-        costs[which] = model.cost(config.eval_size).per_frame(config.keyframe_interval)
+        costs[which] = results[which].cost(model.cost(config.eval_size)).per_frame(config.keyframe_interval)
     differences = paired_bootstrap(results["a"], results["b"], samples=args.samples, seed=args.seed)
     if args.json:
         print_json({"a": args.a, "b": args.b, "macs_per_frame": costs,

@@ -154,6 +154,8 @@ def run_baselines(config: BaselinesConfig, name: str, runs_dir: str | Path = "ru
             result = train(train_config, sub, resume=again, data=data, teacher=teacher, progress=progress)
             model, test, steps, where = result.model, result.test, result.steps_done, sub.path.name
         cost = model.cost(config.data.eval_size)
+        if test is not None:
+            cost = test.cost(cost)  # gated layers: what they spent on the held-out frames
         row.update(macs_per_frame=cost.per_frame(k), delta_macs=cost.delta_macs, teacher_macs=cost.teacher_macs,
                    speedup=cost.speedup(k), steps=steps, seconds=round(time.time() - started, 1), run=where)
         if test is not None:

@@ -158,6 +158,8 @@ def train(config: TrainConfig, run: RunDir, *, resume: bool = False, data: Video
 def write_summary(result: TrainResult, config: TrainConfig) -> None:
     k = config.data.keyframe_interval
     cost = result.model.cost(config.data.eval_size)
+    if result.test is not None:
+        cost = result.test.cost(cost)  # gated layers: what they spent on the held-out frames
     summary = {
         "arch": config.arch,
         "teacher": config.teacher,

@@ -35,3 +35,25 @@ def test_measure_gating_needs_delta_frames(lite0):
     model = convert(lite0, "uniform:gated:p0.25(full)", input_hw=HW)
     with pytest.raises(ConfigError):
         measure_gating(model, read_frames("bikes", HW, max_frames=4), keyframe_interval=1)
+
+
+def test_evaluate_reports_what_threshold_gates_spent(lite0):
+    """A threshold gate's MACs depend on the footage: evaluate measures them, and its cost() uses them."""
+    from deltanas.analysis import evaluate
+    from deltanas.delta import convert
+    from deltanas.video import load_clip
+
+    size = (64, 112)
+    clip = [("bikes", load_clip("bikes", size, max_frames=16).frames)]
+    model = convert(lite0, "uniform:gated:t1(full)", input_hw=size)
+    analytic = model.cost(size)  # assumes the default fraction 0.25
+    result = evaluate(model, clip, 8, progress=False)
+    measured = result.cost(analytic)
+    report = measure_gating(model, clip[0][1], 8)
+    assert measured.delta_macs == pytest.approx(report.measured_delta_macs, rel=1e-6)
+    assert measured.delta_macs != pytest.approx(analytic.delta_macs, rel=0.02)
+    assert measured.teacher_macs == analytic.teacher_macs
+    # top-p gates spend exactly their analytic count
+    top_p = convert(lite0, "uniform:gated:p0.25(full)", input_hw=size)
+    exact = evaluate(top_p, clip, 8, progress=False).cost(top_p.cost(size))
+    assert exact.delta_macs == pytest.approx(top_p.cost(size).delta_macs, rel=1e-6)
