@@ -11,9 +11,9 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
 from .._run import RunDir
-from ..analysis import EvalResult, evaluate, evaluate_adaptive
+from ..analysis import EvalResult, evaluate, evaluate_adaptive, keyframe_groups
 from ..analysis.plots import plot_arch_choice
-from ..delta import Arch, DeltaModel, SearchSpace, convert
+from ..delta import Arch, CostReport, DeltaModel, SearchSpace, convert
 from ..errors import TrainingError
 from ..export import export_model, load_model
 from ..teachers import Teacher, create_teacher
@@ -22,7 +22,7 @@ from ._budget import Budget
 from ._config import SearchConfig
 from ._derive import fit_to_budget
 from ._select import candidate_choices, select_on_validation
-from ._uniform import uniform_for_budget, uniform_gated_template
+from ._uniform import uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
 from ._distributed import DistContext, init_distributed
 from ._penalty import make_penalty
 from ._sensitivity import layer_sensitivity, logits_for_budget
@@ -90,18 +90,26 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
                       candidates[best], best)
     specs = [s for m in supernet.mixed.values() for s in m.specs]
-    template = uniform_gated_template(specs)
-    uniform = template and uniform_for_budget(template, supernet.layers, supernet.linear_macs, target,
-                                              config.tolerance)
-    if uniform:
-        arch, uniform_macs = uniform
-        label = f"uniform {arch.default}"
-        model = convert(supernet.teacher, arch, input_hw=config.data.eval_size)
-        scores[label] = evaluate(model, data.val_clips(), config.data.keyframe_interval, progress=False,
-                                 max_groups=config.select_groups).pooled.fidelity
-        if scores[label] > scores[best]:
-            best = label
-            derived = Derived(Arch(default=arch.default, teacher=teacher_name), uniform_macs, None, label)
+    if uniform_gated_template(specs):  # the space gates the teacher copy: offer it uniformly too
+        k, size = config.data.keyframe_interval, config.data.eval_size
+        groups = [g for _, frames in data.val_clips()
+                  for i, g in enumerate(keyframe_groups(frames, k)) if i < config.select_groups and len(g) > 1]
+        uniform = {"top-p": uniform_for_budget(uniform_gated_template(specs), supernet.layers, supernet.linear_macs,
+                                               target, config.tolerance),
+                   "threshold": uniform_threshold_for_budget(supernet.teacher, supernet.layers, supernet.linear_macs,
+                                                             target, config.tolerance, groups, size)}
+        for kind, found in uniform.items():
+            if not found:
+                continue
+            arch, uniform_macs = found
+            label = f"uniform {kind} {arch.default if kind == 'top-p' else next(iter(arch.layers.values()))}"
+            model = convert(supernet.teacher, arch, input_hw=size)
+            scores[label] = evaluate(model, data.val_clips(), k, progress=False,
+                                     max_groups=config.select_groups).pooled.fidelity
+            if scores[label] > scores[best]:
+                best = label
+                derived = Derived(Arch(layers=arch.layers, default=arch.default, teacher=teacher_name),
+                                  uniform_macs, None, label)
     if run is not None:
         run.write_json(run.path / "selection.json", {"chosen": best, "val_fidelity": scores})
         run.log(f"selection on validation: {best} (fidelity {scores[best]:.3f}; logits {scores['logits']:.3f})")
@@ -158,7 +166,9 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
                                             progress=False)
             seconds["adaptive_eval"] = time.time() - t0
         export_model(model, run.path)
-        _write_outputs(run, config, supernet, derived, budget, test, adaptive, seconds, time.time() - started)
+        measured = test.cost(model.cost(config.data.eval_size)) if test is not None and test.gated_macs else None
+        _write_outputs(run, config, supernet, derived, budget, test, measured, adaptive, seconds,
+                       time.time() - started)
     ctx.barrier()
     if not ctx.is_main:
         model = load_model(run.path, teacher)
@@ -271,7 +281,8 @@ def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budge
 
 
 def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derived: Derived, budget: Budget,
-                   test: EvalResult | None, adaptive: dict | None, seconds: dict[str, float], wall: float) -> None:
+                   test: EvalResult | None, measured: CostReport | None, adaptive: dict | None,
+                   seconds: dict[str, float], wall: float) -> None:
     k, delta_macs = budget.keyframe_interval, derived.delta_macs
     rows = []
     probs = supernet.probabilities()
@@ -293,6 +304,9 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derive
         "layers": rows,
     }
     if test is not None:
+        if measured is not None:  # gated layers: what they spent on the held-out frames
+            summary["test_macs_per_frame"] = measured.per_frame(k)
+            summary["test_speedup"] = measured.speedup(k)
         summary["test"] = test.pooled.as_dict()
         summary["test_per_clip"] = {n: a.as_dict() for n, a in test.per_clip.items()}
     if adaptive is not None:
@@ -302,6 +316,8 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derive
             f"delta frame {delta_macs / 1e6:.1f}M = {delta_macs / budget.delta_macs:.3f} x target")
     if test is not None:
         line += f"; held-out top-1 {100 * test.pooled.top1:.1f}%, dense {100 * test.pooled.dense:.1f}%"
+    if measured is not None and measured.delta_macs != round(delta_macs):
+        line += f" (spent there: {measured.per_frame(k) / 1e6:.1f} MMACs/frame, {measured.speedup(k):.2f}x)"
     if adaptive is not None:
         line += (f"; adaptive key frames ({adaptive['key_frames']}/{adaptive['frames']}): "
                  f"{adaptive['speedup']:.2f}x, top-1 {100 * adaptive['pooled']['top1']:.1f}%")

@@ -10,13 +10,20 @@ beats that on validation frames.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Sequence
 
-from ..delta import Arch, LayerInfo
+import torch
+from torch import nn
+
+from ..delta import Arch, GatedDelta, LayerInfo, convert
 from ..errors import ArchError
 
-__all__ = ["uniform_gated_template", "uniform_for_budget"]
+__all__ = ["uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
+
+_THRESHOLD = "gated:t{}(full)"
+_CALIBRATED = "gated:t{}:f{}(full)"
 
 _GRID = 10_000  # fractions are searched in steps of 1e-4
 _TOP_P = re.compile(r"^gated:p[0-9.]+\((.+)\)$")
@@ -53,3 +60,61 @@ def uniform_for_budget(template: str, layers: Sequence[LayerInfo], linear_macs: 
     except ArchError:
         return None
     return (arch, macs) if macs >= (1 - tolerance) * target else None
+
+
+@torch.no_grad()
+def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo], linear_macs: int, target: float,
+                                 tolerance: float, groups: Sequence[torch.Tensor], input_hw: tuple[int, int],
+                                 iterations: int = 14) -> tuple[Arch, float] | None:
+    """The frame-relative threshold gate everywhere (``gated:tT(full)``), T found by bisection (log
+    scale) so that the MACs it spends on ``groups`` (float (T, 3, H, W) key-frame groups at the
+    search's size) land in ``[(1 - tolerance) x target, target]``.
+
+    A threshold adapts the fraction to each layer and frame, which measured better than one top-p
+    fraction at equal MACs (BENCHMARKS.md section 2). Its MACs depend on the footage, so the
+    returned arch writes each layer's measured fraction into its spec (``gated:t1.2:f0.31(full)``):
+    its analytic count is what it spent on ``groups``; evaluation measures it again on other frames.
+    Returns ``(arch, analytic delta-frame MACs)`` or None when no threshold lands in the band.
+    """
+    model = convert(teacher, Arch.uniform(_THRESHOLD.format(1)), input_hw=input_hw)
+    gated = {name: m.student for name, m in model.delta_layers().items() if isinstance(m.student, GatedDelta)}
+    if not gated:
+        return None
+    model.eval()
+
+    def measure(t: float) -> tuple[float, dict[str, float]]:
+        for m in gated.values():
+            m.gate.t = t
+        frames, fractions, macs = 0, dict.fromkeys(gated, 0.0), dict.fromkeys(gated, 0.0)
+        for group in groups:
+            for m in gated.values():
+                m.reset_measurements()
+            model.forward_group(group[None])
+            n = len(group) - 1
+            frames += n
+            for name, m in gated.items():
+                fractions[name] += n * (m.last_active_fraction or 0.0)
+                macs[name] += n * (m.last_macs or 0.0)
+        fixed = model.cost(input_hw)
+        total = fixed.delta_macs + sum(macs[c.name] / frames - c.student_macs for c in fixed.layers if c.name in gated)
+        return total, {name: f / frames for name, f in fractions.items()}
+
+    low, high = math.log(0.01), math.log(50.0)  # exact (every changed unit) .. almost nothing
+    if not groups or measure(math.exp(high))[0] > target:
+        return None
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        if measure(math.exp(middle))[0] > target:
+            low = middle
+        else:
+            high = middle
+    for nudge in (1.0, 1.01, 1.03):  # 3 significant digits, rounded toward fewer MACs when it matters
+        t = float(f"{math.exp(high) * nudge:.3g}")
+        _, fractions = measure(t)
+        arch = Arch(layers={name: _CALIBRATED.format(f"{t:g}", f"{max(f, 1e-4):.4g}")
+                            for name, f in fractions.items()}, default="full")
+        ops = arch.resolve(layers)
+        macs = float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
+        if (1 - tolerance) * target <= macs <= target:
+            return arch, macs
+    return None

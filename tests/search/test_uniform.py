@@ -9,7 +9,8 @@ import pytest
 from deltanas._run import RunDir
 from deltanas.delta import SearchSpace, convert
 from deltanas.search import SearchConfig, build_supernet, search
-from deltanas.search._uniform import uniform_for_budget, uniform_gated_template
+from deltanas.analysis import evaluate
+from deltanas.search._uniform import uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
 
 from ._tiny import TINY_DATA, TinyTeacher, tiny_data
 
@@ -49,12 +50,50 @@ def test_search_records_the_uniform_candidate_in_its_selection(tmp_path):
     result = search(config, RunDir.create("s", tmp_path, resume=False), data=tiny_data(TINY_DATA),
                     teacher=TinyTeacher(), progress=False)
     selection = json.loads((tmp_path / "s" / "selection.json").read_text())
-    uniform = [label for label in selection["val_fidelity"] if label.startswith("uniform gated:p")]
-    assert len(uniform) == 1
+    scores = selection["val_fidelity"]
+    assert len([label for label in scores if label.startswith("uniform top-p gated:p")]) == 1
+    threshold = [label for label in scores if label.startswith("uniform threshold gated:t")]
+    assert len(threshold) <= 1
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["chosen"] == selection["chosen"]
-    assert selection["val_fidelity"][selection["chosen"]] == max(selection["val_fidelity"].values())
+    assert scores[selection["chosen"]] == max(scores.values())
     assert result.delta_macs <= result.budget.delta_macs
-    if summary["chosen"] == uniform[0]:
-        assert result.arch.default == uniform[0].split(" ", 1)[1]
-        assert all(row["op"] == result.arch.default or row["op"] == "full" for row in summary["layers"])
+    if summary["chosen"].startswith("uniform top-p"):
+        assert result.arch.default == summary["chosen"].split()[-1]
+    elif summary["chosen"].startswith("uniform threshold"):  # one threshold, each layer's measured fraction
+        specs = set(result.arch.layers.values())
+        assert {s.split(":f")[0] for s in specs} == {summary["chosen"].split()[-1].split(":f")[0]}
+    if summary["chosen"].startswith("uniform"):
+        assert all(row["prob"] is None or row["op"] == "full" for row in summary["layers"])
+
+
+def test_threshold_is_calibrated_to_the_budget_on_the_given_frames():
+    teacher = TinyTeacher()
+    supernet = build_supernet(teacher, SearchSpace.load("default"), TINY_DATA.eval_size)
+    full = float(sum(m[0] for m in supernet.macs.values()) + supernet.linear_macs)
+    data = tiny_data(TINY_DATA)
+    groups = [clip[i:i + 4].float() / 255 for clip in data.val for i in range(0, len(clip) - 4, 4)]
+    # the synthetic clips change little: even exact updates wherever anything changed cost well under 0.4x
+    found = uniform_threshold_for_budget(teacher, supernet.layers, supernet.linear_macs, 0.1 * full, 0.05, groups,
+                                         TINY_DATA.eval_size)
+    assert found is not None
+    arch, macs = found
+    assert 0.95 * 0.1 * full <= macs <= 0.1 * full
+    thresholds = {spec.split(":f")[0] for spec in arch.layers.values()}
+    assert len(thresholds) == 1 and thresholds.pop().startswith("gated:t")
+    # the written fractions are what the gates did on those frames: measured MACs equal the analytic ones
+    model = convert(teacher, arch, input_hw=TINY_DATA.eval_size)
+    result = evaluate(model, [("val", clip) for clip in data.val], 4, progress=False)
+    assert result.cost(model.cost(TINY_DATA.eval_size)).delta_macs == pytest.approx(macs, rel=0.05)
+    # no frames, no calibration
+    assert uniform_threshold_for_budget(teacher, supernet.layers, supernet.linear_macs, 0.4 * full, 0.05, [],
+                                        TINY_DATA.eval_size) is None
+
+
+def test_threshold_is_no_candidate_when_exact_updates_cost_less_than_the_budget():
+    teacher = TinyTeacher()
+    supernet = build_supernet(teacher, SearchSpace.load("default"), TINY_DATA.eval_size)
+    full = float(sum(m[0] for m in supernet.macs.values()) + supernet.linear_macs)
+    groups = [clip[:4].float() / 255 for clip in tiny_data(TINY_DATA).val]
+    assert uniform_threshold_for_budget(teacher, supernet.layers, supernet.linear_macs, 0.9 * full, 0.03, groups,
+                                        TINY_DATA.eval_size) is None
