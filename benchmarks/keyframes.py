@@ -58,10 +58,10 @@ def main() -> None:
             "err/K-floor |", "|---|---|---|---|---|---|---|---|"]
     for design in args.designs:
         model = convert(teacher, design, input_hw=config.eval_size)
-        cost = model.cost(config.eval_size)
         for label, pol in (("fixed K=%d" % k, None), ("adaptive", policy)):
             result = evaluate(model, clips, k, progress=False, policy=pol)
             a, interval = result.pooled, result.effective_interval
+            cost = result.cost(model.cost(config.eval_size))
             rel = 1 - logit_error(model, clips, k, pol) / floor
             rows.append(f"| {design} | {label}: {result.key_frames}/{result.frames} | "
                         f"{cost.per_frame(interval) / 1e6:.0f} | {cost.speedup(interval):.2f}x | {100 * a.top1:.1f} | "

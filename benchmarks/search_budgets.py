@@ -75,7 +75,7 @@ def main() -> None:
                                   warmup_steps=min(10, args.steps // 4), finetune_steps=args.finetune_steps, **budget)
             started = time.time()
             result = search(config, RunDir.create(name, args.runs_dir), data=data, teacher=teacher, progress=False)
-            cost = result.model.cost(size)
+            cost = result.test.cost(result.model.cost(size))  # gated layers: as spent on the held-out frames
             chosen = json.loads((result.run.path / "summary.json").read_text()).get("chosen", "logits")
             rows.append(_row(f"search {target}{' per frame' if args.per_frame else ''}{' --hard' if hard else ''} "
                              f"(chose: {chosen})",
@@ -96,7 +96,7 @@ def main() -> None:
         else:
             model = convert(teacher, design, input_hw=size)
             test = evaluate(model, data.test_clips(), k, progress=False)
-        cost = model.cost(size)
+        cost = test.cost(model.cost(size))
         rows.append(_row(f"uniform {design}", f"{cost.delta_macs / cost.teacher_macs:.3f}x teacher",
                          cost.per_frame(k), cost.speedup(k), test, config.steps if trainable else 0,
                          time.time() - started))

@@ -50,7 +50,7 @@ def main() -> None:
         else:
             model = convert(teacher, design, input_hw=data_config.eval_size)
             test = evaluate(model, data.test_clips(), k, progress=False)
-        cost = model.cost(data_config.eval_size)
+        cost = test.cost(model.cost(data_config.eval_size))  # gated layers: as spent on these frames
         a = test.pooled
         label = {"full": "teacher (full)", "zero": "zero (key-frame reuse)"}.get(design, design)
         rows.append(f"| {label} | {cost.per_frame(k) / 1e6:.0f} | {cost.speedup(k):.2f}x | {100 * a.top1:.1f} | "
