@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
-# About an hour on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+# About three hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -23,6 +23,24 @@ if [ -f ../shared/video/car-detection.mp4 ]; then
 fi
 $PY benchmarks/search_budgets.py --targets 0.35x --modes hard --steps 40 --finetune-steps 40 \
     --runs-dir runs/bench-search-v2 --uniform --out benchmarks/results/search_budgets_v2.md
-# 4. an Optuna sweep over per-layer choices (short trials), then the Pareto front of everything
-$DN sweep --trials 20 --steps 5 --max-frames 120 --granularity block --name bench-sweep --no-progress
-$DN pareto runs/bench-uniform runs/bench-search runs/bench-sweep --out benchmarks/results/pareto
+# 4. the search with its uniform candidates (top-p and threshold skip-convolutions), three budgets
+$PY benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --modes hard --steps 40 --finetune-steps 40 --uniform \
+    --runs-dir runs/bench-search-v3 --out benchmarks/results/search_budgets_v3.md
+# 5. every manual design (80 steps each, skip-convolution family included), an Optuna sweep, the Pareto front
+$DN baselines --videos bundled --keyframe 8 --runs-dir runs/pareto-lite0 --name baselines --steps 80 --skipconv \
+    --seed 0 --no-progress
+$DN sweep --trials 20 --steps 5 --granularity block --name sweep --runs-dir runs/pareto-lite0 --no-progress
+for metric in top1 fidelity; do
+    $DN pareto runs/pareto-lite0/baselines runs/pareto-lite0/sweep runs/bench-search-v3/search-0.1x-hard \
+        runs/bench-search-v3/search-0.2x-hard runs/bench-search-v3/search-0.35x-hard --metric $metric \
+        --out benchmarks/results/pareto-$metric
+done
+# 6. issue 6: per-layer allocation, adaptive key frames, and the search on static cameras (all of shared/video)
+$PY benchmarks/allocation.py --out benchmarks/results/allocation.md
+$PY benchmarks/keyframes.py --videos bundled --out benchmarks/results/keyframes_bundled.md
+if [ -d ../shared/video ]; then
+    $PY benchmarks/keyframes.py --videos shared --out benchmarks/results/keyframes_static.md
+    $PY benchmarks/search_budgets.py --targets 0.4x --per-frame --modes hard --steps 40 --finetune-steps 40 \
+        --videos shared --uniform "gated:p0.25(full)" "gated:p0.5(full)" "gated:t1(full)" \
+        --runs-dir runs/bench-static-v3 --out benchmarks/results/search_static_v3.md
+fi

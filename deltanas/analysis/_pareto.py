@@ -96,7 +96,8 @@ def _summary_points(folder: Path) -> list[dict]:
     if "macs_per_frame" not in s:
         raise ConfigError(f"{folder / 'summary.json'}: no macs_per_frame (not a train or search run)")
     family = "search" if "target_delta_macs" in s or "budget" in s else "train"
-    return [_row(family, folder.name, s["macs_per_frame"], s.get("test") or {}, s.get("teacher_macs"),
+    macs = s.get("test_macs_per_frame", s["macs_per_frame"])  # gated layers: as spent on the held-out frames
+    return [_row(family, folder.name, macs, s.get("test") or {}, s.get("teacher_macs"),
                  s.get("keyframe_interval"), folder)]
 
 

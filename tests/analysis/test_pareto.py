@@ -120,6 +120,9 @@ def test_gather_reads_runs_adds_the_teacher_and_refuses_mixtures(tmp_path):
                  ).to_csv(base / "points.csv", index=False)
     points = gather_points([tmp_path / "runs"])  # a folder of run folders
     assert sorted(points["family"]) == ["manual", "search", "teacher", "train"]
+    _summary(tmp_path / "runs" / "search-gated", target_delta_macs=40e6, budget="x", test_macs_per_frame=47e6)
+    gated = gather_points([tmp_path / "runs" / "search-gated"])  # data-dependent gates: what they spent
+    assert gated[gated["family"] == "search"].iloc[0]["macs_per_frame"] == 47e6
     only_runs = gather_points([tmp_path / "runs" / "search-0p2", tmp_path / "runs" / "train-a"])
     teacher = only_runs[only_runs["family"] == "teacher"].iloc[0]  # added from the runs' teacher MACs
     assert teacher["macs_per_frame"] == 200e6 and teacher["top1"] == 1.0
