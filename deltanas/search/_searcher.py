@@ -73,7 +73,8 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     the budget (and, with ``hard``, not above it); else the best-scoring choice inside the band
     (exact knapsack). With ``config.select_groups`` and data, that choice competes on the validation
     split with choices that prefer one operator family (see ``_select``) and with the uniform
-    skip-convolution that fits the budget (see ``_uniform``)."""
+    skip-convolutions that fit the budget (see ``_uniform``; the threshold one not with ``hard``: its
+    MACs on other footage are measured, not guaranteed)."""
     choice = supernet.argmax()
     macs = supernet.macs_of(choice)
     target = budget.delta_macs
@@ -96,8 +97,10 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
                   for i, g in enumerate(keyframe_groups(frames, k)) if i < config.select_groups and len(g) > 1]
         uniform = {"top-p": uniform_for_budget(uniform_gated_template(specs), supernet.layers, supernet.linear_macs,
                                                target, config.tolerance),
-                   "threshold": uniform_threshold_for_budget(supernet.teacher, supernet.layers, supernet.linear_macs,
-                                                             target, config.tolerance, groups, size)}
+                   # a threshold's MACs depend on the footage: no candidate where --hard promises a ceiling
+                   "threshold": None if config.hard else uniform_threshold_for_budget(
+                       supernet.teacher, supernet.layers, supernet.linear_macs, target, config.tolerance, groups,
+                       size)}
         for kind, found in uniform.items():
             if not found:
                 continue
