@@ -26,13 +26,14 @@ $PY benchmarks/search_budgets.py --targets 0.35x --modes hard --steps 40 --finet
 # 4. the search with its uniform candidates (top-p and threshold skip-convolutions), three budgets
 $PY benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --modes hard --steps 40 --finetune-steps 40 --uniform \
     --runs-dir runs/bench-search-v3 --out benchmarks/results/search_budgets_v3.md
+$PY benchmarks/search_budgets.py --targets 0.35x --modes soft --steps 40 --finetune-steps 40 --uniform \
+    --runs-dir runs/bench-search-v3 --out benchmarks/results/search_budgets_v3_soft.md
 # 5. every manual design (80 steps each, skip-convolution family included), an Optuna sweep, the Pareto front
 $DN baselines --videos bundled --keyframe 8 --runs-dir runs/pareto-lite0 --name baselines --steps 80 --skipconv \
     --seed 0 --no-progress
 $DN sweep --trials 20 --steps 5 --granularity block --name sweep --runs-dir runs/pareto-lite0 --no-progress
 for metric in top1 fidelity; do
-    $DN pareto runs/pareto-lite0/baselines runs/pareto-lite0/sweep runs/bench-search-v3/search-0.1x-hard \
-        runs/bench-search-v3/search-0.2x-hard runs/bench-search-v3/search-0.35x-hard --metric $metric \
+    $DN pareto runs/pareto-lite0/baselines runs/pareto-lite0/sweep runs/bench-search-v3 --metric $metric \
         --out benchmarks/results/pareto-$metric
 done
 # 6. issue 6: per-layer allocation, adaptive key frames, and the search on static cameras (all of shared/video)
@@ -40,7 +41,7 @@ $PY benchmarks/allocation.py --out benchmarks/results/allocation.md
 $PY benchmarks/keyframes.py --videos bundled --out benchmarks/results/keyframes_bundled.md
 if [ -d ../shared/video ]; then
     $PY benchmarks/keyframes.py --videos shared --out benchmarks/results/keyframes_static.md
-    $PY benchmarks/search_budgets.py --targets 0.4x --per-frame --modes hard --steps 40 --finetune-steps 40 \
+    $PY benchmarks/search_budgets.py --targets 0.4x --per-frame --modes soft --steps 40 --finetune-steps 40 \
         --videos shared --uniform "gated:p0.25(full)" "gated:p0.5(full)" "gated:t1(full)" \
         --runs-dir runs/bench-static-v3 --out benchmarks/results/search_static_v3.md
 fi

@@ -90,33 +90,43 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
                                         config.select_groups)
     derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
                       candidates[best], best)
-    specs = [s for m in supernet.mixed.values() for s in m.specs]
-    if uniform_gated_template(specs):  # the space gates the teacher copy: offer it uniformly too
-        k, size = config.data.keyframe_interval, config.data.eval_size
-        groups = [g for _, frames in data.val_clips()
-                  for i, g in enumerate(keyframe_groups(frames, k)) if i < config.select_groups and len(g) > 1]
-        uniform = {"top-p": uniform_for_budget(uniform_gated_template(specs), supernet.layers, supernet.linear_macs,
-                                               target, config.tolerance),
-                   # a threshold's MACs depend on the footage: no candidate where --hard promises a ceiling
-                   "threshold": None if config.hard else uniform_threshold_for_budget(
-                       supernet.teacher, supernet.layers, supernet.linear_macs, target, config.tolerance, groups,
-                       size)}
-        for kind, found in uniform.items():
-            if not found:
-                continue
-            arch, uniform_macs = found
-            label = f"uniform {kind} {arch.default if kind == 'top-p' else next(iter(arch.layers.values()))}"
-            model = convert(supernet.teacher, arch, input_hw=size)
-            scores[label] = evaluate(model, data.val_clips(), k, progress=False,
-                                     max_groups=config.select_groups).pooled.fidelity
-            if scores[label] > scores[best]:
-                best = label
-                derived = Derived(Arch(layers=arch.layers, default=arch.default, teacher=teacher_name),
-                                  uniform_macs, None, label)
+    k, size = config.data.keyframe_interval, config.data.eval_size
+    for label, (arch, uniform_macs) in _uniform_candidates(supernet, config, data, target).items():
+        model = convert(supernet.teacher, arch, input_hw=size)
+        scores[label] = evaluate(model, data.val_clips(), k, progress=False,
+                                 max_groups=config.select_groups).pooled.fidelity
+        if scores[label] > scores[best]:
+            best = label
+            derived = Derived(Arch(layers=arch.layers, default=arch.default, teacher=teacher_name), uniform_macs,
+                              None, label)
     if run is not None:
         run.write_json(run.path / "selection.json", {"chosen": best, "val_fidelity": scores})
         run.log(f"selection on validation: {best} (fidelity {scores[best]:.3f}; logits {scores['logits']:.3f})")
     return derived
+
+
+def _uniform_candidates(supernet: Supernet, config: SearchConfig, data: VideoData,
+                        target: float) -> dict[str, tuple[Arch, float]]:
+    """``{label: (arch, delta MACs)}``: the uniform skip-convolutions in the budget band when the space
+    gates the teacher copy; the threshold one not with ``hard`` (its MACs on other footage are measured,
+    not guaranteed)."""
+    template = uniform_gated_template([s for m in supernet.mixed.values() for s in m.specs])
+    if template is None:
+        return {}
+    found = {"top-p": uniform_for_budget(template, supernet.layers, supernet.linear_macs, target, config.tolerance)}
+    if not config.hard:
+        k = config.data.keyframe_interval
+        groups = [g for _, frames in data.val_clips()
+                  for i, g in enumerate(keyframe_groups(frames, k)) if i < config.select_groups and len(g) > 1]
+        found["threshold"] = uniform_threshold_for_budget(supernet.teacher, supernet.layers, supernet.linear_macs,
+                                                          target, config.tolerance, groups, config.data.eval_size)
+    labelled = {}
+    for kind, candidate in found.items():
+        if candidate is not None:
+            arch = candidate[0]
+            spec = arch.default if kind == "top-p" else next(iter(arch.layers.values()))  # e.g. the stem's
+            labelled[f"uniform {kind} {spec}"] = candidate
+    return labelled
 
 
 def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: VideoData | None = None,
