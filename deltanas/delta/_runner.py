@@ -10,9 +10,9 @@ import torch
 from ..errors import ConfigError
 from ._model import DeltaModel
 
-_RESERVE = 2  # key frames a stream may run ahead of its key rate
-
 __all__ = ["KeyframePolicy", "KeyframeSchedule", "StreamFrame", "calibrate_keyframes", "stream"]
+
+_RESERVE = 2  # key frames a stream may run ahead of its key rate
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class KeyframePolicy:
 
     ``key_rate`` (adaptive only) caps what changes may trigger: a change triggers a key frame only
     if the stream then has used no more than ``key_rate`` key frames per frame so far, plus two in
-    reserve (for cuts that come close together). A threshold calibrated on other footage then cannot overspend on footage that changes
-    more; the key frames forced every ``interval`` frames still come.
+    reserve (for cuts that come close together). A threshold calibrated on other footage then cannot
+    overspend on footage that changes more; the key frames forced every ``interval`` frames still come.
     """
 
     interval: int = 8
@@ -62,8 +62,8 @@ class KeyframeSchedule:
         p = self.policy
         if p.threshold is None or self.key is None:
             return False
-        if p.key_rate is not None and self.keys > p.key_rate * (self.frames + 1) + _RESERVE - 1:
-            return False  # over budget: only the forced key frames
+        if p.key_rate is not None and self.keys + 1 > p.key_rate * (self.frames + 1) + _RESERVE:
+            return False  # one more would run over budget: only the forced key frames
         return bool(_relative_change(frame, self.key) > p.threshold)
 
     def is_key(self, frame: torch.Tensor) -> bool:
