@@ -65,7 +65,7 @@ def uniform_for_budget(template: str, layers: Sequence[LayerInfo], linear_macs: 
 @torch.no_grad()
 def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo], linear_macs: int, target: float,
                                  tolerance: float, groups: Sequence[torch.Tensor], input_hw: tuple[int, int],
-                                 iterations: int = 10) -> tuple[Arch, float] | None:
+                                 iterations: int = 14) -> tuple[Arch, float] | None:
     """The frame-relative threshold gate everywhere (``gated:tT(full)``), T found by bisection (log
     scale) so that the MACs it spends on ``groups`` (float (T, 3, H, W) key-frame groups at the
     search's size) land in ``[(1 - tolerance) x target, target]``.
