@@ -65,7 +65,8 @@ def main() -> None:
         val = evaluate(model, data.val_clips(), k, progress=False).pooled
         result = evaluate(model, data.test_clips(), k, progress=False)
         test, cost = result.pooled, result.cost(model.cost(size))
-        rows.append(f"| `{design}` | {cost.per_frame(k) / 1e6:.0f} | {cost.speedup(k):.2f}x | {val.fidelity:.3f} | "
+        cell = design.replace("|", "\\|")  # a regex alternation inside a table cell
+        rows.append(f"| `{cell}` | {cost.per_frame(k) / 1e6:.0f} | {cost.speedup(k):.2f}x | {val.fidelity:.3f} | "
                     f"{100 * val.top1:.1f} | {test.fidelity:.3f} | {100 * test.top1:.1f} | {100 * test.dense:.1f} |")
         print(rows[-1], flush=True)
     if args.out:
