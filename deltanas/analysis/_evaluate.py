@@ -88,8 +88,8 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
             out = model.forward_group(group[None])[0]
             if len(group) > 1:
                 delta_frames += len(group) - 1
-                for name, m in gated.items():
-                    gated_sums[name] += (len(group) - 1) * (m.last_macs or 0.0)
+                for layer, m in gated.items():
+                    gated_sums[layer] += (len(group) - 1) * (m.last_macs or 0.0)
             outputs = dict(
                 teacher_logits=teacher.logits_from_features(ref),
                 model_logits=teacher.logits_from_features(out),

@@ -44,10 +44,13 @@ def test_evaluate_reports_what_threshold_gates_spent(lite0):
     from deltanas.video import load_clip
 
     size = (64, 112)
-    clip = [("bikes", load_clip("bikes", size, max_frames=16).frames)]
+    frames = load_clip("bikes", size, max_frames=16).frames
+    clip = [("bikes", frames)]
     model = convert(lite0, "uniform:gated:t1(full)", input_hw=size)
     analytic = model.cost(size)  # assumes the default fraction 0.25
     result = evaluate(model, clip, 8, progress=False)
+    two = evaluate(model, [("a", frames[:8]), ("b", frames[8:])], 8, progress=False)
+    assert list(two.per_clip) == ["a", "b"]  # per-clip results keep the clips' names
     measured = result.cost(analytic)
     report = measure_gating(model, clip[0][1], 8)
     assert measured.delta_macs == pytest.approx(report.measured_delta_macs, rel=1e-6)
