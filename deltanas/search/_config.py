@@ -41,6 +41,8 @@ class SearchConfig(JsonConfig):
     prior_scale: float = 20.0
     finetune_steps: int = 100
     select_groups: int = 4  # per validation clip, to pick among candidate architectures (0: argmax only)
+    prefer_candidates: bool = True  # in the selection, also "prefer one operator family" choices (one each)
+    threshold_candidate: bool = True  # and (without hard) the threshold gate calibrated to the budget
     adaptive_eval: bool = False  # also report held-out agreement with adaptive key frames at the key budget of K
     output_weight: float = 1.0
     kl_weight: float = 0.5
@@ -83,4 +85,4 @@ def quick(config: SearchConfig) -> SearchConfig:
     """A first look in about two minutes on two CPU cores: fewer frames, steps and probes."""
     data = config.data.replace(max_frames=120, crop=(128, 224), frame_size=(192, 320))
     return config.replace(data=data, steps=16, warmup_steps=4, finetune_steps=12, prior_groups=1,
-                          select_groups=1, checkpoint_every=8, log_every=4)
+                          select_groups=1, prefer_candidates=False, threshold_candidate=False, checkpoint_every=8, log_every=4)

@@ -85,7 +85,8 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     derived = Derived(supernet.arch(choice, teacher_name), supernet.macs_of(choice), choice, "logits")
     if data is None or config.select_groups <= 0:
         return derived
-    candidates = candidate_choices(supernet, budget, config.tolerance, choice)
+    candidates = (candidate_choices(supernet, budget, config.tolerance, choice) if config.prefer_candidates
+                  else {"logits": choice})
     best, scores = select_on_validation(supernet, candidates, data, config.data.keyframe_interval,
                                         config.select_groups)
     derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
@@ -114,7 +115,7 @@ def _uniform_candidates(supernet: Supernet, config: SearchConfig, data: VideoDat
     if template is None:
         return {}
     found = {"top-p": uniform_for_budget(template, supernet.layers, supernet.linear_macs, target, config.tolerance)}
-    if not config.hard:
+    if config.threshold_candidate and not config.hard:
         k = config.data.keyframe_interval
         groups = [g for _, frames in data.val_clips()
                   for i, g in enumerate(keyframe_groups(frames, k)) if i < config.select_groups and len(g) > 1]
