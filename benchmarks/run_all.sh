@@ -36,7 +36,9 @@ for metric in top1 fidelity; do
     $DN pareto runs/pareto-lite0/baselines runs/pareto-lite0/sweep runs/bench-search-v3 --metric $metric \
         --out benchmarks/results/pareto-$metric
 done
-# 6. issue 6: per-layer allocation, adaptive key frames, and the search on static cameras (all of shared/video)
+# 6. issue 6: moving cameras at 2x and 1.5x per frame, per-layer allocation, adaptive key frames, and the search on static cameras (all of shared/video)
+$PY benchmarks/search_budgets.py --targets 0.5x 0.667x --per-frame --modes soft --steps 40 --finetune-steps 40 \
+    --uniform --runs-dir runs/bench-moving-v3 --out benchmarks/results/search_moving_v3.md
 $PY benchmarks/allocation.py --out benchmarks/results/allocation.md
 $PY benchmarks/keyframes.py --videos bundled --out benchmarks/results/keyframes_bundled.md
 if [ -d ../shared/video ]; then
