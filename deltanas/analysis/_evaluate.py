@@ -8,9 +8,10 @@ from typing import Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..delta import CostReport, DeltaModel, GatedDelta, KeyframePolicy, calibrate_keyframes
+from ..delta import CostReport, DeltaModel, KeyframePolicy, calibrate_keyframes
 from ..errors import ConfigError
 from ..video import iter_groups
+from ._gating import GatedSpend
 from ._metrics import Agreement, AgreementMeter, GroupSums
 
 __all__ = ["EvalResult", "evaluate", "evaluate_adaptive", "keyframe_groups"]
@@ -71,9 +72,7 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
     pooled = AgreementMeter(teacher.info.num_classes)
     per_clip: dict[str, Agreement] = {}
     key_frames = frame_count = 0
-    gated = {name: m.student for name, m in model.delta_layers().items() if isinstance(m.student, GatedDelta)}
-    gated_sums = dict.fromkeys(gated, 0.0)
-    delta_frames = 0
+    spend = GatedSpend(model)
     total = sum(min(-(-len(f) // keyframe_interval), max_groups or 1 << 30) for _, f in clips)
     bar = tqdm(total=total, desc="evaluate", unit="group", disable=not progress, leave=False)
     for name, frames in clips:
@@ -83,13 +82,7 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
                 break
             key_frames, frame_count = key_frames + 1, frame_count + len(group)
             ref = model.teacher_forward(group)
-            for m in gated.values():
-                m.reset_measurements()
-            out = model.forward_group(group[None])[0]
-            if len(group) > 1:
-                delta_frames += len(group) - 1
-                for layer, m in gated.items():
-                    gated_sums[layer] += (len(group) - 1) * (m.last_macs or 0.0)
+            out = spend.forward_group(group)
             outputs = dict(
                 teacher_logits=teacher.logits_from_features(ref),
                 model_logits=teacher.logits_from_features(out),
@@ -104,8 +97,8 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
         per_clip[name] = meter.result()
     bar.close()
     interval = keyframe_interval if policy is None else policy.interval
-    measured = {n: v / delta_frames for n, v in gated_sums.items()} if gated and delta_frames else None
-    return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count, tuple(pooled.groups), measured)
+    return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count, tuple(pooled.groups),
+                      spend.macs() or None)
 
 
 def evaluate_adaptive(model: DeltaModel, calibration: Sequence[torch.Tensor],

@@ -10,7 +10,39 @@ from ..delta import DeltaModel, GatedDelta
 from ..errors import ConfigError
 from ..video import iter_groups
 
-__all__ = ["GatingReport", "LayerGating", "measure_gating"]
+__all__ = ["GatedSpend", "GatingReport", "LayerGating", "measure_gating"]
+
+
+class GatedSpend:
+    """Accumulates what a delta model's gated layers spend over the delta frames of the groups run
+    through :meth:`forward_group`: per layer, the mean active fraction and MACs per delta frame."""
+
+    def __init__(self, model: DeltaModel) -> None:
+        self.model = model
+        self.layers = {name: m.student for name, m in model.delta_layers().items()
+                       if isinstance(m.student, GatedDelta)}
+        self.frames = 0  # delta frames seen
+        self._fractions = dict.fromkeys(self.layers, 0.0)
+        self._macs = dict.fromkeys(self.layers, 0.0)
+
+    def forward_group(self, group: torch.Tensor) -> torch.Tensor:
+        """``model.forward_group(group[None])[0]`` for one group (T, 3, H, W), measured."""
+        for m in self.layers.values():
+            m.reset_measurements()
+        out = self.model.forward_group(group[None])[0]
+        n = len(group) - 1
+        if n > 0:
+            self.frames += n
+            for name, m in self.layers.items():
+                self._fractions[name] += n * (m.last_active_fraction or 0.0)
+                self._macs[name] += n * (m.last_macs or 0.0)
+        return out
+
+    def fractions(self) -> dict[str, float]:
+        return {name: v / self.frames for name, v in self._fractions.items()} if self.frames else {}
+
+    def macs(self) -> dict[str, float]:
+        return {name: v / self.frames for name, v in self._macs.items()} if self.frames else {}
 
 
 @dataclass(frozen=True)
@@ -49,32 +81,23 @@ def measure_gating(model: DeltaModel, frames: torch.Tensor, keyframe_interval: i
                    max_groups: int | None = None) -> GatingReport:
     """Run ``model`` over ``frames`` (uint8 (T, 3, H, W)) in groups of K and measure every gated
     layer's active fraction and MACs, averaged over all delta frames."""
-    by_layer = {name: m.student for name, m in model.delta_layers().items() if isinstance(m.student, GatedDelta)}
     if frames.ndim != 4 or frames.shape[0] < 2:
         raise ConfigError(f"measure_gating needs at least two frames (T, 3, H, W), got {tuple(frames.shape)}")
     model.eval()
-    fractions = {name: 0.0 for name in by_layer}
-    macs = {name: 0.0 for name in by_layer}
-    count = 0
+    spend = GatedSpend(model)
     for i, group in enumerate(iter_groups(frames, keyframe_interval)):
         if (max_groups is not None and i >= max_groups) or len(group) < 2:
             break
-        for m in by_layer.values():
-            m.reset_measurements()
-        model.forward_group(group[None])
-        n = len(group) - 1
-        for name, m in by_layer.items():
-            fractions[name] += n * (m.last_active_fraction or 0.0)
-            macs[name] += n * (m.last_macs or 0.0)
-        count += n
+        spend.forward_group(group)
+    count = spend.frames
     if count == 0:
         raise ConfigError("measure_gating: no delta frame ran (keyframe_interval must be >= 2)")
     hw = (int(frames.shape[-2]), int(frames.shape[-1]))
     cost = model.cost(hw)
+    macs, fractions = spend.macs(), spend.fractions()
     layers = tuple(
-        LayerGating(c.name, c.op, c.teacher_macs, c.student_macs,
-                    macs[c.name] / count if c.name in by_layer else float(c.student_macs),
-                    fractions[c.name] / count if c.name in by_layer else None)
+        LayerGating(c.name, c.op, c.teacher_macs, c.student_macs, macs.get(c.name, float(c.student_macs)),
+                    fractions.get(c.name))
         for c in cost.layers
     )
     measured = sum(layer.measured_macs for layer in layers) + cost.linear_macs

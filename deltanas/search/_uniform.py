@@ -17,7 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..delta import Arch, GatedDelta, LayerInfo, convert
+from ..analysis import GatedSpend
+from ..delta import Arch, LayerInfo, convert
 from ..errors import ArchError
 
 __all__ = ["uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
@@ -77,27 +78,20 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     Returns ``(arch, analytic delta-frame MACs)`` or None when no threshold lands in the band.
     """
     model = convert(teacher, Arch.uniform(_THRESHOLD.format(1)), input_hw=input_hw)
-    gated = {name: m.student for name, m in model.delta_layers().items() if isinstance(m.student, GatedDelta)}
-    if not gated:
+    if not GatedSpend(model).layers:
         return None
     model.eval()
+    fixed = model.cost(input_hw)
 
     def measure(t: float) -> tuple[float, dict[str, float]]:
-        for m in gated.values():
+        spend = GatedSpend(model)
+        for m in spend.layers.values():
             m.gate.t = t
-        frames, fractions, macs = 0, dict.fromkeys(gated, 0.0), dict.fromkeys(gated, 0.0)
         for group in groups:
-            for m in gated.values():
-                m.reset_measurements()
-            model.forward_group(group[None])
-            n = len(group) - 1
-            frames += n
-            for name, m in gated.items():
-                fractions[name] += n * (m.last_active_fraction or 0.0)
-                macs[name] += n * (m.last_macs or 0.0)
-        fixed = model.cost(input_hw)
-        total = fixed.delta_macs + sum(macs[c.name] / frames - c.student_macs for c in fixed.layers if c.name in gated)
-        return total, {name: f / frames for name, f in fractions.items()}
+            spend.forward_group(group)
+        macs = spend.macs()
+        total = fixed.delta_macs + sum(macs[c.name] - c.student_macs for c in fixed.layers if c.name in macs)
+        return total, spend.fractions()
 
     low, high = math.log(0.01), math.log(50.0)  # exact (every changed unit) .. almost nothing
     if not groups or measure(math.exp(high))[0] > target:
