@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
-# About three hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+# About four and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -46,4 +46,32 @@ if [ -d ../shared/video ]; then
     $PY benchmarks/search_budgets.py --targets 0.4x --per-frame --modes soft --steps 40 --finetune-steps 40 \
         --videos shared --uniform "gated:p0.25(full)" "gated:p0.5(full)" "gated:t1(full)" \
         --runs-dir runs/bench-static-v3 --out benchmarks/results/search_static_v3.md
+fi
+# 7. running reference (DeltaCNN-style gates): designs on both regimes, calibrated threshold profiles, and the
+#    searches that offer the running-reference candidates (BENCHMARKS.md section 6e)
+RUNNING="gated:p0.25:run(full) gated:p0.35:run(full) gated:w0.05:run(full) gated:w0.1:run(full) gated:w0.2:run(full)"
+$PY benchmarks/allocation.py --videos bundled --designs $RUNNING --out benchmarks/results/running_bundled.md
+$PY benchmarks/search_budgets.py --targets 0.35x --modes soft --steps 40 --finetune-steps 40 \
+    --uniform "gated:p0.35(full)" "gated:w0.1:run(full)" --runs-dir runs/bench-moving-v4 \
+    --out benchmarks/results/search_budgets_v4_soft.md
+$PY benchmarks/search_budgets.py --targets 0.5x 0.667x --per-frame --modes soft --steps 40 --finetune-steps 40 \
+    --uniform "gated:w0.05:run(full)" --runs-dir runs/bench-moving-v4 --out benchmarks/results/search_moving_v4.md
+if [ -d ../shared/video ]; then
+    EARLY='_conv_stem|_blocks\.[0-3]\.'
+    $PY benchmarks/allocation.py --videos shared --designs "gated:p0.25:run(full)" "gated:p0.35:run(full)" \
+        "gated:t1:run(full)" "gated:t2:run(full)" "gated:a0.05:run(full)" "gated:a0.1:run(full)" \
+        "gated:a0.15:run(full)" "gated:w0.05:run(full)" "gated:w0.08:run(full)" "gated:a0.04:run(full)" \
+        "gated:w0.03:run(full)" "gated:w0.04:run(full)" \
+        'gated:w0.05:run(full);_blocks\.1[0-5]\.|_conv_head=gated:w0.02:run(full)' \
+        "gated:w0.05:run(full);$EARLY=gated:w0.02:run(full)" \
+        'gated:w0.05:run(full);_depthwise_conv=gated:w0.015:run(full)' \
+        'gated:w0.05:run(full);_project_conv=gated:w0.02:run(full)' \
+        "gated:w0.08:run(full);$EARLY=gated:w0.02:run(full)" "gated:w0.06:run(full);$EARLY=gated:w0.025:run(full)" \
+        'gated:w0.08:run(full);_conv_stem|_blocks\.[0-5]\.=gated:w0.03:run(full);_depthwise_conv=gated:w0.02:run(full)' \
+        --out benchmarks/results/running_static.md
+    $PY benchmarks/threshold_profiles.py --videos shared --per-frame 0.4 --gates w:0 w:0.25 w:0.5 w:1 \
+        --out benchmarks/results/threshold_profiles_static.md
+    $PY benchmarks/search_budgets.py --targets 0.39x --per-frame --modes soft --steps 40 --finetune-steps 40 \
+        --videos shared --uniform "gated:w0.04:run(full)" --runs-dir runs/bench-static-v4 \
+        --out benchmarks/results/search_static_v4.md
 fi

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._arch import Arch
 from ._conv import DeltaConv, DeltaMode
-from ._gated import GatedDelta, gated_layers
+from ._gated import GatedDelta, RunningGatedDelta, gated_layers
 from ._gates import Gate, LearnedGate, ThresholdGate, TopPGate
 from ._layers import LayerInfo, conv_macs, trace_layers
 from ._model import CostReport, DeltaModel, LayerCost, convert, cost_report
@@ -29,6 +29,7 @@ __all__ = [
     "LearnedGate",
     "OP_TYPES",
     "OpSpec",
+    "RunningGatedDelta",
     "SearchSpace",
     "StreamFrame",
     "StudentOp",

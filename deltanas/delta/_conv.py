@@ -41,11 +41,10 @@ class DeltaConv(nn.Module):
     def extra_repr(self) -> str:
         return f"op={self.op}"
 
-    def _update(self, z_key: torch.Tensor, dx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(self.student, ZeroDelta):  # reuse: nothing to compute
-            return z_key.expand(dx.shape[0], *z_key.shape[1:]), None
-        dz = self.student(dx)
-        return z_key + dz, dz
+    @property
+    def sequential(self) -> bool:
+        """The student runs the frames after a key frame in order (a running reference)."""
+        return getattr(self.student, "sequential", False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode is DeltaMode.PLAIN:
@@ -54,14 +53,17 @@ class DeltaConv(nn.Module):
             z = self.conv(x)
             reuse = isinstance(self.student, ZeroDelta)  # needs no key input: don't hold it
             self._key_input, self._key_output = (None if reuse else x.detach()), z.detach()
+            if self.sequential:
+                self.student.reset()
             return z
         if self.mode is DeltaMode.DELTA:
             if self._key_output is None:
                 raise RuntimeError("DeltaConv: a delta frame came before any key frame")
             if isinstance(self.student, ZeroDelta):
                 return self._key_output.expand(x.shape[0], *self._key_output.shape[1:])
-            z, _ = self._update(self._key_output, x - self._key_input)
-            return z
+            dx = x - self._key_input
+            dz = self.student.step(dx, self._key_input) if self.sequential else self.student(dx)
+            return self._key_output + dz
         t = self.group_size
         groups = x.shape[0] // t
         x = x.view(groups, t, *x.shape[1:])
@@ -69,12 +71,21 @@ class DeltaConv(nn.Module):
         z_key = self.conv(x_key)
         if t == 1:
             return z_key
-        dx = (x[:, 1:] - x_key[:, None]).flatten(0, 1)
-        z_rest, dz = self._update(z_key.repeat_interleave(t - 1, dim=0), dx)
-        if self.record:
-            self.last_delta = dz if dz is not None else torch.zeros_like(z_rest)
-        out = torch.cat([z_key[:, None], z_rest.view(groups, t - 1, *z_rest.shape[1:])], dim=1)
-        return out.flatten(0, 1)
+        if isinstance(self.student, ZeroDelta):  # reuse: nothing to compute
+            z_rest = z_key[:, None].expand(groups, t - 1, *z_key.shape[1:])
+            if self.record:
+                self.last_delta = torch.zeros_like(z_rest).flatten(0, 1)
+        else:
+            dx = x[:, 1:] - x_key[:, None]
+            if self.sequential:
+                dz = self.student.run_group(dx, x_key)
+            else:
+                dz = self.student(dx.flatten(0, 1))
+                dz = dz.view(groups, t - 1, *dz.shape[1:])
+            z_rest = z_key[:, None] + dz
+            if self.record:
+                self.last_delta = dz.flatten(0, 1)
+        return torch.cat([z_key[:, None], z_rest], dim=1).flatten(0, 1)
 
     def clear_cache(self) -> None:
         self._key_input = self._key_output = self.last_delta = None

@@ -1,10 +1,16 @@
 """Skip-convolutions: a student applied only at the output positions whose input changed.
 
-Spec: ``gated:GATE[:bB][:fF](OP[,REST])``, the arguments in this order:
+Spec: ``gated:GATE[:run][:bB][:fF](OP[,REST])``, the arguments in this order:
 
 * ``GATE``: ``pP`` the top ``P`` fraction of positions (or blocks) per frame, a fixed budget
   (``gated:p0.25(full)``); ``tT`` a threshold ``T`` on the per-position delta norm relative to the
   frame's mean norm (``gated:t1(full)``; ``t0`` is exact); ``learned`` a learned gate. See ``_gates``.
+  ``aA`` (with ``run`` only): a threshold ``A`` relative to the key frame's mean per-position input
+  norm, which lets a frame that barely changed (sensor noise) cost nothing; ``wA`` the same with each
+  input channel weighted by its share of the layer's weight (squared column norm, mean 1), so that
+  the gate measures the change a position makes to the output rather than to the input.
+* ``run``: a running reference per position (DeltaCNN, Parger et al. 2022) instead of the key frame:
+  see :class:`RunningGatedDelta`.
 * ``bB``: gate ``B x B`` blocks of output positions instead of single positions (``B >= 2``).
 * ``fF``: the expected active fraction of a threshold or learned gate, which the analytic MACs use
   (default 0.25). Calibrate it with :func:`deltanas.analysis.measure_gating` on your footage and
@@ -42,6 +48,7 @@ from ._gates import (
     ThresholdGate,
     TopPGate,
     active_units,
+    pool_to_units,
     unit_grid,
     unit_layer,
     units_to_positions,
@@ -51,11 +58,25 @@ from ._ops import StudentOp, make_op
 from ._spec import OpSpec
 from ._students import FullDelta, ZeroDelta
 
-__all__ = ["Gated", "GatedDelta", "DEFAULT_EXPECTED_FRACTION", "gated_layers"]
+__all__ = ["Gated", "GatedDelta", "RunningGatedDelta", "DEFAULT_EXPECTED_FRACTION", "gated_layers"]
 
 DEFAULT_EXPECTED_FRACTION = 0.25
 _GATES: dict[str, type[Gate]] = {"p": TopPGate, "t": ThresholdGate, "learned": LearnedGate}
-_FORM = "write gated:GATE[:bB][:fF](OP[,REST]) with GATE one of pP, tT, learned"
+
+
+class _WeightedNormGate(ThresholdGate):
+    """Stands for the ``w`` gate of a running reference in MAC counts: the weighted squared norm
+    ``sum_c w_c d_c^2`` takes two multiplies per channel and position."""
+
+    @classmethod
+    def macs(cls, layer: LayerInfo) -> int:
+        return 2 * super().macs(layer)
+
+
+# the gates of a running reference (the decision itself is RunningGatedDelta's: on input positions)
+_RUNNING_GATES: dict[str, type[Gate]] = {"p": TopPGate, "t": ThresholdGate, "a": ThresholdGate,
+                                         "w": _WeightedNormGate}
+_FORM = "write gated:GATE[:run][:bB][:fF](OP[,REST]) with GATE one of pP, tT, learned (or aA, wA with run)"
 
 
 class GatedDelta(nn.Module):
@@ -190,6 +211,131 @@ class GatedDelta(nn.Module):
         return module(patches)
 
 
+class RunningGatedDelta(GatedDelta):
+    """A skip-convolution against a running reference per input position (DeltaCNN).
+
+    The key-frame reference (:class:`GatedDelta`) recomputes a position on every frame of a group
+    once it differs from the key frame, even if it has not changed since. Here each layer keeps the
+    input ``x_ref`` its output was last brought up to date with; a frame's change ``d = x_t - x_ref``
+    passes the gate at some input positions, only that part is propagated,
+    ``z += inner(d * mask)``, and ``x_ref += d * mask``. For a linear student (the exact teacher copy
+    in particular) the output then always equals ``z_key + inner(x_ref - x_key)``: the error at a
+    position is bounded by the change that has not passed the gate yet, and never accumulates.
+
+    The gate decides on input positions (``pP`` top fraction, ``tT`` relative to the frame's mean of
+    ``||d||``, ``aA`` relative to the key frame's mean per-position input norm, ``wA`` as ``a`` with
+    the channels weighted by ``channel_weight``); an output position
+    is computed when its receptive field holds a passed position, and those are what the MACs count,
+    with the gate's norm (the key frame's norm for ``a``/``w``, once per key frame, is not counted).
+    Frames run in order: in a group (``run_group``) and in a stream (``step``, whose state the key
+    frame resets with ``reset``).
+    """
+
+    sequential = True
+
+    def __init__(self, kind: str, value: float, inner: nn.Module, layer: LayerInfo, padding_mode: str,
+                 unit_macs: tuple[int, int], sparse: bool = False, channel_weight: torch.Tensor | None = None) -> None:
+        gate = _RUNNING_GATES[kind](value)  # holds the value; its .macs() counts the norm
+        super().__init__(gate, inner, None, layer, 1, padding_mode, unit_macs, sparse)
+        self.kind = kind
+        self.register_buffer("channel_weight", channel_weight, persistent=False)
+        self._state: tuple[torch.Tensor, torch.Tensor] | None = None  # (x_ref - x_key, z - z_key)
+        self._counts: list[torch.Tensor] = []  # touched output positions per frame, this call
+        self._layer = layer  # the geometry of this call's frames
+
+    def extra_repr(self) -> str:
+        return f"gate={self.kind}{self.value:g}, running reference, sparse={self.sparse}"
+
+    @property
+    def value(self) -> float:
+        """The gate's fraction p or threshold (set ``gate.p`` / ``gate.t`` to change it)."""
+        return self.gate.p if self.kind == "p" else self.gate.t  # type: ignore[return-value]
+
+    def _squared_norm(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channel_weight is None:
+            return (x * x).sum(dim=1)
+        return (x * x * self.channel_weight[:, None, None]).sum(dim=1)
+
+    def _input_mask(self, d: torch.Tensor, key_norm: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) 0/1: the input positions whose change passes the gate."""
+        sq = self._squared_norm(d)
+        if self.kind == "p":
+            flat = sq.flatten(1)
+            k = active_units(self.value, flat.shape[1])
+            mask = torch.zeros_like(flat).scatter_(1, flat.topk(k, dim=1, sorted=False).indices, 1.0)
+            return mask.view_as(sq)[:, None]
+        norm = sq.sqrt()
+        scale = norm.mean(dim=(1, 2)) if self.kind == "t" else key_norm
+        return (norm > self.value * scale[:, None, None]).to(d.dtype)[:, None]
+
+    def _propagate(self, d: torch.Tensor, key_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame: the passed part of ``d`` and the output update it makes."""
+        hw = tuple(d.shape[-2:])
+        layer = self.layer if hw == self.layer.in_hw else self.layer.with_input(hw)  # type: ignore[arg-type]
+        passed = d * self._input_mask(d, key_norm)
+        touched = (pool_to_units(passed.abs().amax(dim=1), layer, 1, 0.0, self.padding_mode) > 0)
+        self._counts.append(touched.sum(dim=(1, 2)))
+        self._layer = layer
+        (ph, pw) = layer.padding
+        padded = passed
+        if ph or pw:
+            pads = (pw, pw, ph, ph)
+            padded = F.pad(passed, pads) if self.padding_mode == "zeros" else \
+                F.pad(passed, pads, mode=self.padding_mode)
+        mask = touched.to(d.dtype)
+        update = self._sparse(padded, mask, layer) if self.sparse else self._dense(padded, mask, layer)
+        return passed, update
+
+    def _key_norm(self, x_key: torch.Tensor) -> torch.Tensor:
+        return self._squared_norm(x_key).sqrt().mean(dim=(1, 2))
+
+    def _finish(self) -> None:
+        counts = torch.cat(self._counts) if self._counts else torch.zeros(0)
+        self._last = (counts, self._layer)
+        fraction = counts.float().mean() / self._units(self._layer) if counts.numel() else torch.tensor(0.0)
+        self.expected_fraction = fraction
+
+    def run_group(self, dx: torch.Tensor, x_key: torch.Tensor) -> torch.Tensor:
+        """``dx`` (G, T-1, C, H, W): changes since each group's key frame ``x_key`` (G, C, H, W), in
+        order -> the output updates since the key frame (G, T-1, C_out, H_out, W_out)."""
+        self._counts, key_norm = [], self._key_norm(x_key)
+        ref = torch.zeros_like(dx[:, 0])
+        total, outs = None, []
+        for t in range(dx.shape[1]):
+            passed, update = self._propagate(dx[:, t] - ref, key_norm)
+            ref = ref + passed
+            total = update if total is None else total + update
+            outs.append(total)
+        self._finish()
+        return torch.stack(outs, dim=1)
+
+    def reset(self) -> None:
+        """A new key frame: the reference is the key frame again."""
+        self._state = None
+
+    def step(self, dx: torch.Tensor, x_key: torch.Tensor) -> torch.Tensor:
+        """Streaming: the frames of ``dx`` (N, C, H, W) follow the previous call's, in order."""
+        self._counts, key_norm = [], self._key_norm(x_key)
+        outs = []
+        for frame in dx.split(1):
+            ref, total = self._state if self._state is not None else (torch.zeros_like(frame), None)
+            passed, update = self._propagate(frame - ref, key_norm)
+            self._state = (ref + passed, update if total is None else total + update)
+            outs.append(self._state[1])
+        self._finish()
+        return torch.cat(outs)
+
+    def forward(self, dx: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("RunningGatedDelta runs frames in order: call run_group or step (DeltaConv does)")
+
+
+def _column_energy(conv: nn.Conv2d) -> torch.Tensor:
+    """Per input channel, the squared norm of the weights it feeds (its share of the output)."""
+    w = conv.weight.detach().pow(2).sum(dim=(2, 3))  # (C_out, C_in / groups)
+    g = conv.groups
+    return w.view(g, w.shape[0] // g, w.shape[1]).sum(dim=1).flatten()
+
+
 def gated_layers(model: nn.Module) -> dict[str, GatedDelta]:
     """The gated students of a (delta) model by name of their module."""
     return {name: m for name, m in model.named_modules() if isinstance(m, GatedDelta)}
@@ -220,15 +366,21 @@ class Gated(StudentOp):
         args = list(spec.args)
         gate = args.pop(0)
         self.kind = "learned" if gate == "learned" else gate[:1]
-        if self.kind not in _GATES:
-            raise ArchError(f"operator {spec}: unknown gate {gate!r}; {_FORM}")
+        self.running = bool(args) and args[0] == "run"
+        if self.running:
+            args.pop(0)
+        if self.kind not in (_RUNNING_GATES if self.running else _GATES):
+            hint = f" (the gate {self.kind} needs run: gated:{gate}:run(OP))" if self.kind in ("a", "w") else ""
+            raise ArchError(f"operator {spec}: unknown gate {gate!r}{hint}; {_FORM}")
+        if self.running and self.kind == "learned":
+            raise ArchError(f"operator {spec}: a running reference takes the gates p, t, a or w, not learned")
         self.value: float | None = None
         if self.kind == "p":
             self.value = _fraction(spec, gate[1:], "the fraction p")
             if self.value > 1:
                 raise ArchError(f"operator {spec}: the fraction p must be in (0, 1]")
-        elif self.kind == "t":
-            self.value = _fraction(spec, gate[1:], "the threshold t", allow_zero=True)
+        elif self.kind in ("t", "a", "w"):
+            self.value = _fraction(spec, gate[1:], f"the threshold {self.kind}", allow_zero=True)
         self.block = 1
         if args and args[0].startswith("b"):
             text = args.pop(0)[1:]
@@ -247,6 +399,9 @@ class Gated(StudentOp):
             raise ArchError(f"operator {spec}: unexpected argument {args[0]!r}; {_FORM}")
         self.inner = make_op(spec.inners[0])
         self.rest = make_op(spec.inners[1]) if len(spec.inners) > 1 else None
+        if self.running and (self.block > 1 or self.rest is not None):
+            raise ArchError(f"operator {spec}: a running reference gates single positions and takes no REST "
+                            f"student (what it skips stays in the reference for a later frame)")
         for op in (self.inner, self.rest):
             if op is not None and op.name in ("subsample", "gated"):
                 raise ArchError(f"operator {spec}: {op.name} cannot run inside gated (the students run on "
@@ -278,11 +433,20 @@ class Gated(StudentOp):
         units, unit = self.units(layer), self.unit_layer(layer)
         active = active_units(self.expected_fraction, units)
         rest = self.rest.macs(unit) if self.rest is not None else 0
-        return _GATES[self.kind].macs(layer) + active * self.inner.macs(unit) + (units - active) * rest
+        gate = (_RUNNING_GATES if self.running else _GATES)[self.kind]
+        return gate.macs(layer) + active * self.inner.macs(unit) + (units - active) * rest
 
     def build(self, layer: LayerInfo, conv: nn.Conv2d) -> nn.Module:
         (h, w), (ph, pw) = layer.in_hw, layer.padding
         unpadded = layer.with_input((h + 2 * ph, w + 2 * pw), padding=(0, 0))
+        if self.running:
+            unit = self.unit_layer(layer)
+            weight = None
+            if self.kind == "w":
+                weight = _column_energy(conv)
+                weight = weight / weight.mean().clamp_min(1e-12)
+            return RunningGatedDelta(self.kind, self.value, self.inner.build(unpadded, conv),  # type: ignore[arg-type]
+                                     layer, conv.padding_mode, (self.inner.macs(unit), 0), channel_weight=weight)
         if self.kind == "learned":  # its noise comes from its own generator, seeded per layer
             gate: Gate = LearnedGate(seed=zlib.crc32(layer.name.encode()))
         else:

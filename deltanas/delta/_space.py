@@ -50,9 +50,14 @@ class SearchSpace:
             if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
                 raise ConfigError(f"{origin}: candidates.{kind} must be a list of operator strings")
             try:
-                lists[kind] = tuple(dict.fromkeys(str(make_op(s).spec) for s in specs))
+                ops = [make_op(s) for s in specs]
             except ArchError as exc:
                 raise ConfigError(f"{origin}: {exc}") from None
+            running = [str(op.spec) for op in ops if getattr(op, "running", False)]
+            if running:
+                raise ConfigError(f"{origin}: {running[0]} is no supernet candidate (a running reference runs the "
+                                  f"frames in order); the search calibrates one to the budget by itself")
+            lists[kind] = tuple(dict.fromkeys(str(op.spec) for op in ops))
         if not lists["dense"]:
             raise ConfigError(f"{origin}: the search space is empty (candidates.dense has no operator)")
         return cls(name=str(data.get("name", origin)), dense=lists["dense"], spatial=lists["spatial"],

@@ -42,7 +42,7 @@ class SearchConfig(JsonConfig):
     finetune_steps: int = 100
     select_groups: int = 4  # per validation clip, to pick among candidate architectures (0: argmax only)
     prefer_candidates: bool = True  # in the selection, also "prefer one operator family" choices (one each)
-    threshold_candidate: bool = True  # and (without hard) the threshold gate calibrated to the budget
+    threshold_candidate: bool = True  # and (without hard) the threshold gates calibrated to the budget
     adaptive_eval: bool = False  # also report held-out agreement with adaptive key frames at the key budget of K
     output_weight: float = 1.0
     kl_weight: float = 0.5

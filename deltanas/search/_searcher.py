@@ -73,7 +73,7 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     the budget (and, with ``hard``, not above it); else the best-scoring choice inside the band
     (exact knapsack). With ``config.select_groups`` and data, that choice competes on the validation
     split with choices that prefer one operator family (see ``_select``) and with the uniform
-    skip-convolutions that fit the budget (see ``_uniform``; the threshold one not with ``hard``: its
+    skip-convolutions that fit the budget (see ``_uniform``; the threshold ones not with ``hard``: their
     MACs on other footage are measured, not guaranteed)."""
     choice = supernet.argmax()
     macs = supernet.macs_of(choice)
@@ -106,21 +106,29 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     return derived
 
 
+# (label, gate, profile) of the calibrated threshold candidates (see uniform_threshold_for_budget)
+_THRESHOLD_CANDIDATES = (("threshold", "t", 0.0), ("running", "w", 0.0), ("running-profiled", "w", 0.25))
+_CALIBRATION_GROUPS = 2  # key-frame groups per validation clip that calibrate a threshold (each a bisection)
+
+
 def _uniform_candidates(supernet: Supernet, config: SearchConfig, data: VideoData,
                         target: float) -> dict[str, tuple[Arch, float]]:
     """``{label: (arch, delta MACs)}``: the uniform skip-convolutions in the budget band when the space
-    gates the teacher copy; the threshold one not with ``hard`` (its MACs on other footage are measured,
-    not guaranteed)."""
+    gates the teacher copy: top-p, and without ``hard`` (their MACs on other footage are measured, not
+    guaranteed) the frame-relative threshold and the weighted threshold against a running reference."""
     template = uniform_gated_template([s for m in supernet.mixed.values() for s in m.specs])
     if template is None:
         return {}
     found = {"top-p": uniform_for_budget(template, supernet.layers, supernet.linear_macs, target, config.tolerance)}
     if config.threshold_candidate and not config.hard:
         k = config.data.keyframe_interval
+        per_clip = min(config.select_groups, _CALIBRATION_GROUPS)
         groups = [g for _, frames in data.val_clips()
-                  for i, g in enumerate(keyframe_groups(frames, k)) if i < config.select_groups and len(g) > 1]
-        found["threshold"] = uniform_threshold_for_budget(supernet.teacher, supernet.layers, supernet.linear_macs,
-                                                          target, config.tolerance, groups, config.data.eval_size)
+                  for i, g in enumerate(keyframe_groups(frames, k)) if i < per_clip and len(g) > 1]
+        for kind, gate, profile in _THRESHOLD_CANDIDATES:
+            found[kind] = uniform_threshold_for_budget(supernet.teacher, supernet.layers, supernet.linear_macs,
+                                                       target, config.tolerance, groups, config.data.eval_size,
+                                                       gate, profile)
     labelled = {}
     for kind, candidate in found.items():
         if candidate is not None:

@@ -23,8 +23,13 @@ from ..errors import ArchError
 
 __all__ = ["uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
 
-_THRESHOLD = "gated:t{}(full)"
-_CALIBRATED = "gated:t{}:f{}(full)"
+# (template, template with the measured fraction, threshold range) per threshold gate: frame-relative,
+# and against a running reference relative to the key frame's input (deltanas.delta.RunningGatedDelta)
+THRESHOLD_GATES = {
+    "t": ("gated:t{}(full)", "gated:t{}:f{}(full)", (0.01, 50.0)),
+    "a": ("gated:a{}:run(full)", "gated:a{}:run:f{}(full)", (1e-3, 5.0)),
+    "w": ("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0)),
+}
 
 _GRID = 10_000  # fractions are searched in steps of 1e-4
 _TOP_P = re.compile(r"^gated:p[0-9.]+\((.+)\)$")
@@ -66,49 +71,59 @@ def uniform_for_budget(template: str, layers: Sequence[LayerInfo], linear_macs: 
 @torch.no_grad()
 def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo], linear_macs: int, target: float,
                                  tolerance: float, groups: Sequence[torch.Tensor], input_hw: tuple[int, int],
+                                 gate: str = "t", profile: float = 0.0,
                                  iterations: int = 14) -> tuple[Arch, float] | None:
-    """The frame-relative threshold gate everywhere (``gated:tT(full)``), T found by bisection (log
-    scale) so that the MACs it spends on ``groups`` (float (T, 3, H, W) key-frame groups at the
-    search's size) land in ``[(1 - tolerance) x target, target]``.
+    """A threshold gate everywhere (``gate`` a key of ``THRESHOLD_GATES``: ``t`` the frame-relative one,
+    ``gated:tT(full)``), T found by bisection (log scale) so that the MACs it spends on ``groups``
+    (float (T, 3, H, W) key-frame groups at the search's size) land in
+    ``[(1 - tolerance) x target, target]``.
 
     A threshold adapts the fraction to each layer and frame, which measured better than one top-p
     fraction at equal MACs (BENCHMARKS.md section 2). Its MACs depend on the footage, so the
     returned arch writes each layer's measured fraction into its spec (``gated:t1.2:f0.31(full)``):
     its analytic count is what it spent on ``groups``; evaluation measures it again on other frames.
+
+    ``profile`` scales each layer's threshold by its input stride to the power ``profile``
+    (``T x s^profile``, ``s = sqrt(frame area / input area)``): a positive profile updates the early,
+    high-resolution layers more finely, whose errors every later layer carries (measured on static
+    cameras: BENCHMARKS.md section 6e).
     Returns ``(arch, analytic delta-frame MACs)`` or None when no threshold lands in the band.
     """
-    model = convert(teacher, Arch.uniform(_THRESHOLD.format(1)), input_hw=input_hw)
+    template, calibrated, (lowest, highest) = THRESHOLD_GATES[gate]
+    model = convert(teacher, Arch.uniform(template.format(1)), input_hw=input_hw)
     if not GatedSpend(model).layers:
         return None
     model.eval()
-    fixed = model.cost(input_hw)
+    area = input_hw[0] * input_hw[1]
+    scale = {i.name: (area / (i.in_hw[0] * i.in_hw[1])) ** (profile / 2) for i in layers}
+    names = list(GatedSpend(model).layers)
 
-    def measure(t: float) -> tuple[float, dict[str, float]]:
+    def calibrate(t: float) -> tuple[Arch, float]:
+        """Thresholds ``t`` (per layer, 3 significant digits) with the fractions they reach on
+        ``groups`` written in, and that arch's analytic delta-frame MACs (= what it spent there, up to
+        rounding each layer's fraction up to whole units)."""
+        values = {name: float(f"{t * scale[name]:.3g}") for name in names}
         spend = GatedSpend(model)
-        for m in spend.layers.values():
-            m.gate.t = t
+        for name, value in values.items():
+            spend.layers[name].gate.t = value
         for group in groups:
             spend.forward_group(group)
-        macs = spend.macs()
-        total = fixed.delta_macs + sum(macs[c.name] - c.student_macs for c in fixed.layers if c.name in macs)
-        return total, spend.fractions()
+        arch = Arch(layers={name: calibrated.format(f"{values[name]:g}", f"{max(f, 1e-4):.4g}")
+                            for name, f in spend.fractions().items()}, default="full")
+        ops = arch.resolve(layers)
+        return arch, float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
 
-    low, high = math.log(0.01), math.log(50.0)  # exact (every changed unit) .. almost nothing
-    if not groups or measure(math.exp(high))[0] > target:
+    low, high = math.log(lowest), math.log(highest)  # about exact .. almost nothing
+    if not groups:
+        return None
+    best = calibrate(math.exp(high))
+    if best[1] > target:
         return None
     for _ in range(iterations):
         middle = (low + high) / 2
-        if measure(math.exp(middle))[0] > target:
+        found = calibrate(math.exp(middle))
+        if found[1] > target:
             low = middle
         else:
-            high = middle
-    for nudge in (1.0, 1.01, 1.03):  # 3 significant digits, rounded toward fewer MACs when it matters
-        t = float(f"{math.exp(high) * nudge:.3g}")
-        _, fractions = measure(t)
-        arch = Arch(layers={name: _CALIBRATED.format(f"{t:g}", f"{max(f, 1e-4):.4g}")
-                            for name, f in fractions.items()}, default="full")
-        ops = arch.resolve(layers)
-        macs = float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
-        if (1 - tolerance) * target <= macs <= target:
-            return arch, macs
-    return None
+            high, best = middle, found
+    return best if best[1] >= (1 - tolerance) * target else None

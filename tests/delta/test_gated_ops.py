@@ -289,6 +289,8 @@ def test_skipconv_designs():
     assert list(designs)[:4] == ["gated:p0.5(full)", "gated:p0.35(full)", "gated:p0.25(full)", "gated:p0.15(full)"]
     assert all(isinstance(a, Arch) and a.default == label for label, a in designs.items())
     assert any(label.startswith("gated:t") for label in designs)
+    assert [label for label in designs if label.endswith(":run(full)")] == ["gated:w0.03:run(full)",
+                                                                            "gated:w0.05:run(full)"]
     more = skipconv_designs(ps=(0.2,), thresholds=(), block=4, learned=True)
     assert list(more) == ["gated:p0.2:b4(full)", "gated:learned:b4(full)"]
     with pytest.raises(ArchError):

@@ -101,6 +101,7 @@ def test_subsample_left_out_where_the_input_is_too_small():
     ("candidates:\n  dense: [full, foo]\n", ["foo"]),
     ("candidates:\n  dense: [full, 'lowrank:2.5']\n", ["lowrank:2.5"]),
     ("candidates:\n  dense: []\n", ["empty", "dense"]),
+    ("candidates:\n  dense: [full, 'gated:w0.05:run(full)']\n", ["gated:w0.05:run(full)", "running reference"]),
     ("candidates:\n  spatial: [full]\n", ["empty", "dense"]),
     ("candidates:\n  dense: [full]\n  pointwise: [zero]\n", ["pointwise", "dense", "spatial", "depthwise"]),
     ("candidates:\n  dense: full\n", ["candidates.dense", "list"]),

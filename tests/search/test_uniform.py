@@ -52,8 +52,8 @@ def test_search_records_the_uniform_candidate_in_its_selection(tmp_path):
     selection = json.loads((tmp_path / "s" / "selection.json").read_text())
     scores = selection["val_fidelity"]
     assert len([label for label in scores if label.startswith("uniform top-p gated:p")]) == 1
-    # --hard: no threshold candidate (its MACs on other frames are not guaranteed)
-    assert not [label for label in scores if label.startswith("uniform threshold")]
+    # --hard: no threshold candidates (their MACs on other frames are not guaranteed)
+    assert not [label for label in scores if label.startswith(("uniform threshold", "uniform running"))]
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["chosen"] == selection["chosen"]
     assert scores[selection["chosen"]] == max(scores.values())
@@ -64,7 +64,9 @@ def test_search_records_the_uniform_candidate_in_its_selection(tmp_path):
         assert all(row["prob"] is None or row["op"] == "full" for row in summary["layers"])
 
 
-def test_threshold_is_calibrated_to_the_budget_on_the_given_frames():
+# (each layer's written fraction is rounded up to whole units: a few percent on this small network)
+@pytest.mark.parametrize("gate,prefix,rel", [("t", "gated:t", 0.05), ("w", "gated:w", 0.1)])
+def test_threshold_is_calibrated_to_the_budget_on_the_given_frames(gate, prefix, rel):
     teacher = TinyTeacher()
     supernet = build_supernet(teacher, SearchSpace.load("default"), TINY_DATA.eval_size)
     full = float(sum(m[0] for m in supernet.macs.values()) + supernet.linear_macs)
@@ -72,19 +74,34 @@ def test_threshold_is_calibrated_to_the_budget_on_the_given_frames():
     groups = [clip[i:i + 4].float() / 255 for clip in data.val for i in range(0, len(clip) - 4, 4)]
     # the synthetic clips change little: even exact updates wherever anything changed cost well under 0.4x
     found = uniform_threshold_for_budget(teacher, supernet.layers, supernet.linear_macs, 0.1 * full, 0.05, groups,
-                                         TINY_DATA.eval_size)
+                                         TINY_DATA.eval_size, gate)
     assert found is not None
     arch, macs = found
     assert 0.95 * 0.1 * full <= macs <= 0.1 * full
     thresholds = {spec.split(":f")[0] for spec in arch.layers.values()}
-    assert len(thresholds) == 1 and thresholds.pop().startswith("gated:t")
+    assert len(thresholds) == 1 and thresholds.pop().startswith(prefix)
     # the written fractions are what the gates did on those frames: measured MACs equal the analytic ones
     model = convert(teacher, arch, input_hw=TINY_DATA.eval_size)
     result = evaluate(model, [("val", clip) for clip in data.val], 4, progress=False)
-    assert result.cost(model.cost(TINY_DATA.eval_size)).delta_macs == pytest.approx(macs, rel=0.05)
+    assert result.cost(model.cost(TINY_DATA.eval_size)).delta_macs == pytest.approx(macs, rel=rel)
     # no frames, no calibration
     assert uniform_threshold_for_budget(teacher, supernet.layers, supernet.linear_macs, 0.4 * full, 0.05, [],
                                         TINY_DATA.eval_size) is None
+
+
+def test_threshold_profile_scales_each_layer_by_its_input_stride():
+    teacher = TinyTeacher()
+    supernet = build_supernet(teacher, SearchSpace.load("default"), TINY_DATA.eval_size)
+    full = float(sum(m[0] for m in supernet.macs.values()) + supernet.linear_macs)
+    groups = [clip[i:i + 4].float() / 255 for clip in tiny_data(TINY_DATA).val for i in range(0, len(clip) - 4, 4)]
+    found = uniform_threshold_for_budget(teacher, supernet.layers, supernet.linear_macs, 0.1 * full, 0.1, groups,
+                                         TINY_DATA.eval_size, "w", profile=1.0)
+    assert found is not None
+    values = {name: float(spec.split(":")[1][1:]) for name, spec in found[0].layers.items()}
+    # input strides: stem 1, expand/dw/project/down 2, head 4
+    assert values["expand"] == values["dw"] == values["project"] == values["down"]
+    assert values["head"] / values["expand"] == pytest.approx(2, rel=0.01)
+    assert values["expand"] / values["stem"] == pytest.approx(2, rel=0.01)
 
 
 def test_threshold_is_no_candidate_when_exact_updates_cost_less_than_the_budget():
@@ -96,7 +113,7 @@ def test_threshold_is_no_candidate_when_exact_updates_cost_less_than_the_budget(
                                         TINY_DATA.eval_size) is None
 
 
-def test_soft_search_also_offers_the_calibrated_threshold(tmp_path):
+def test_soft_search_also_offers_the_calibrated_thresholds(tmp_path):
     # (on this tiny network the MACs move in coarse steps: 0.05x is a budget a threshold can land in)
     config = SearchConfig(teacher="tiny", data=TINY_DATA, steps=4, warmup_steps=1, finetune_steps=1, prior_groups=1,
                           checkpoint_every=2, log_every=2, arch_lr=0.1, target="0.05x")
@@ -105,6 +122,7 @@ def test_soft_search_also_offers_the_calibrated_threshold(tmp_path):
     scores = json.loads((tmp_path / "s" / "selection.json").read_text())["val_fidelity"]
     threshold = [label for label in scores if label.startswith("uniform threshold gated:t")]
     assert len(threshold) == 1
+    assert len([label for label in scores if label.startswith("uniform running gated:w")]) == 1
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     if summary["chosen"] == threshold[0]:  # one threshold, each layer's measured fraction in its spec
         assert {s.split(":f")[0] for s in result.arch.layers.values()} == {threshold[0].split()[-1].split(":f")[0]}

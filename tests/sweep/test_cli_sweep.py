@@ -80,3 +80,4 @@ def test_skipconv_family_in_baselines(tmp_path, capsys):
     families = {r["design"]: r["family"] for r in rows}
     assert families["full"] == "teacher" and families["lowrank:0.5"] == "manual"
     assert families["gated:p0.25(full)"] == "skipconv" and families["gated:t2(full)"] == "skipconv"
+    assert families["gated:w0.03:run(full)"] == "skipconv"
