@@ -75,3 +75,6 @@ if [ -d ../shared/video ]; then
         --videos shared --uniform "gated:w0.04:run(full)" --runs-dir runs/bench-static-v4 \
         --out benchmarks/results/search_static_v4.md
 fi
+if [ -d ../shared/video ]; then
+    $PY benchmarks/transfer_static.py
+fi
