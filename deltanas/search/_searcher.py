@@ -115,7 +115,8 @@ def _uniform_candidates(supernet: Supernet, config: SearchConfig, data: VideoDat
                         target: float) -> dict[str, tuple[Arch, float]]:
     """``{label: (arch, delta MACs)}``: the uniform skip-convolutions in the budget band when the space
     gates the teacher copy: top-p, and without ``hard`` (their MACs on other footage are measured, not
-    guaranteed) the frame-relative threshold and the weighted threshold against a running reference."""
+    guaranteed) the frame-relative threshold and the weighted threshold against a running reference,
+    uniform and profiled by layer stride (``_THRESHOLD_CANDIDATES``)."""
     template = uniform_gated_template([s for m in supernet.mixed.values() for s in m.specs])
     if template is None:
         return {}
