@@ -6,7 +6,7 @@ of the three clips it never saw (bottle, car, one-by-one). Needs ``../shared/vid
 
 Prints table rows: footage | MMACs/frame | speed-up | fidelity | top-1 % | dense % | frames.
 """
-import glob, time
+import glob
 from deltanas.analysis import evaluate, keyframe_groups
 from deltanas.delta import convert
 from deltanas.search._uniform import uniform_threshold_for_budget

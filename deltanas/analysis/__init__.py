@@ -5,11 +5,11 @@ from __future__ import annotations
 from ._bench import BenchResult, bench
 from ._compare import Difference, paired_bootstrap
 from ._evaluate import EvalResult, evaluate, evaluate_adaptive, keyframe_groups
-from ._gating import GatedSpend, GatingReport, LayerGating, measure_gating
+from ._gating import GatedSpend, GatingReport, LayerGating, measure_gating, measured_cost
 from ._metrics import Agreement, AgreementMeter, GroupSums
 from ._pareto import ParetoResult, gather_points, hypervolume, non_dominated, pareto_analysis
 
 __all__ = ["Agreement", "AgreementMeter", "BenchResult", "bench", "Difference", "EvalResult", "GatedSpend", "GatingReport",
            "GroupSums", "LayerGating", "ParetoResult", "evaluate", "evaluate_adaptive", "gather_points",
-           "hypervolume", "keyframe_groups", "measure_gating", "non_dominated", "paired_bootstrap",
+           "hypervolume", "keyframe_groups", "measure_gating", "measured_cost", "non_dominated", "paired_bootstrap",
            "pareto_analysis"]

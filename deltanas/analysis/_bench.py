@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..delta import DeltaModel, KeyframePolicy, stream
+from ._gating import GatedSpend, measured_cost
 
 __all__ = ["BenchResult", "bench"]
 
@@ -74,7 +75,10 @@ def bench(model: DeltaModel, frames: torch.Tensor, keyframe_interval: int, repea
 
     for fn in (teacher_single, delta_stream, teacher_group, delta_group):  # warm-up
         fn()
-    cost = model.cost(tuple(frames.shape[-2:]))
+    spend = GatedSpend(model)  # what gated layers spend on these frames (a threshold's fraction follows them)
+    for g in groups:
+        spend.forward_group(g)
+    cost = measured_cost(model.cost(tuple(frames.shape[-2:])), spend.macs())
     per = 1e3 / n
     return BenchResult(
         frames=n, keyframe_interval=k, threads=torch.get_num_threads(),

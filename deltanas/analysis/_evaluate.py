@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from ..delta import CostReport, DeltaModel, KeyframePolicy, calibrate_keyframes
 from ..errors import ConfigError
 from ..video import iter_groups
-from ._gating import GatedSpend
+from ._gating import GatedSpend, measured_cost
 from ._metrics import Agreement, AgreementMeter, GroupSums
 
 __all__ = ["EvalResult", "evaluate", "evaluate_adaptive", "keyframe_groups"]
@@ -31,13 +31,7 @@ class EvalResult:
         """``analytic`` (``model.cost(size)`` at the clips' size) with the gated layers' MACs as measured
         on these frames: a threshold or learned gate's active fraction depends on the footage, and only
         the measurement says what it spent (a top-p gate measures exactly its analytic count)."""
-        if not self.gated_macs:
-            return analytic
-        layers = tuple(replace(c, student_macs=round(self.gated_macs[c.name])) if c.name in self.gated_macs else c
-                       for c in analytic.layers)
-        delta = analytic.delta_macs + sum(self.gated_macs[c.name] - c.student_macs for c in analytic.layers
-                                          if c.name in self.gated_macs)
-        return replace(analytic, delta_macs=round(delta), layers=layers)
+        return measured_cost(analytic, self.gated_macs)
 
     @property
     def effective_interval(self) -> float:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from ..delta import DeltaModel, GatedDelta
+from ..delta import CostReport, DeltaModel, GatedDelta
 from ..errors import ConfigError
 from ..video import iter_groups
 
-__all__ = ["GatedSpend", "GatingReport", "LayerGating", "measure_gating"]
+__all__ = ["GatedSpend", "GatingReport", "LayerGating", "measure_gating", "measured_cost"]
 
 
 class GatedSpend:
@@ -43,6 +43,18 @@ class GatedSpend:
 
     def macs(self) -> dict[str, float]:
         return {name: v / self.frames for name, v in self._macs.items()} if self.frames else {}
+
+
+def measured_cost(analytic: CostReport, gated_macs: dict[str, float] | None) -> CostReport:
+    """``analytic`` with the gated layers' MACs per delta frame replaced by ``gated_macs`` (by layer
+    name, as measured, e.g. :meth:`GatedSpend.macs`)."""
+    if not gated_macs:
+        return analytic
+    layers = tuple(replace(c, student_macs=round(gated_macs[c.name])) if c.name in gated_macs else c
+                   for c in analytic.layers)
+    delta = analytic.delta_macs + sum(gated_macs[c.name] - c.student_macs for c in analytic.layers
+                                      if c.name in gated_macs)
+    return replace(analytic, delta_macs=round(delta), layers=layers)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,16 @@ def test_run_streams_a_video(capsys, tmp_path):
     assert len((tmp_path / "f.csv").read_text().splitlines()) == 10
 
 
+def test_run_reports_the_macs_a_threshold_gate_spent(capsys):
+    """`gated:t0(full)` updates every position that changed (on real footage: nearly all), whatever its
+    analytic default fraction (0.25) says: the report is what it spent."""
+    code, out, _ = _run(capsys, "run", "bikes", "--arch", "gated:t0(full)", "--max-frames", "9", "--size", "64x128",
+                        "--keyframe", "4")
+    assert code == 0
+    speedup = float(out.split("M (")[1].split("x)")[0])
+    assert speedup < 1.1  # analytic: about 3x
+
+
 def _write_corrupt(path):
     path.write_bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes())
     return path
