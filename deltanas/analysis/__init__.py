@@ -9,7 +9,7 @@ from ._gating import GatedSpend, GatingReport, LayerGating, measure_gating, meas
 from ._metrics import Agreement, AgreementMeter, GroupSums
 from ._pareto import ParetoResult, gather_points, hypervolume, non_dominated, pareto_analysis
 
-__all__ = ["Agreement", "AgreementMeter", "BenchResult", "bench", "Difference", "EvalResult", "GatedSpend", "GatingReport",
-           "GroupSums", "LayerGating", "ParetoResult", "evaluate", "evaluate_adaptive", "gather_points",
+__all__ = ["Agreement", "AgreementMeter", "BenchResult", "bench", "Difference", "EvalResult", "GatedSpend",
+           "GatingReport", "GroupSums", "LayerGating", "ParetoResult", "evaluate", "evaluate_adaptive", "gather_points",
            "hypervolume", "keyframe_groups", "measure_gating", "measured_cost", "non_dominated", "paired_bootstrap",
            "pareto_analysis"]

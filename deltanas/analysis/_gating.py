@@ -15,7 +15,8 @@ __all__ = ["GatedSpend", "GatingReport", "LayerGating", "measure_gating", "measu
 
 class GatedSpend:
     """Accumulates what a delta model's gated layers spend over the delta frames of the groups run
-    through :meth:`forward_group`: per layer, the mean active fraction and MACs per delta frame."""
+    through :meth:`forward_group` (or of the streamed delta frames passed to :meth:`record`): per
+    layer, the mean active fraction and MACs per delta frame."""
 
     def __init__(self, model: DeltaModel) -> None:
         self.model = model
@@ -30,13 +31,17 @@ class GatedSpend:
         for m in self.layers.values():
             m.reset_measurements()
         out = self.model.forward_group(group[None])[0]
-        n = len(group) - 1
-        if n > 0:
-            self.frames += n
-            for name, m in self.layers.items():
-                self._fractions[name] += n * (m.last_active_fraction or 0.0)
-                self._macs[name] += n * (m.last_macs or 0.0)
+        self.record(len(group) - 1)
         return out
+
+    def record(self, frames: int = 1) -> None:
+        """Count the gated layers' last call, which ran ``frames`` delta frames (a streamed one: 1)."""
+        if frames <= 0:
+            return
+        self.frames += frames
+        for name, m in self.layers.items():
+            self._fractions[name] += frames * (m.last_active_fraction or 0.0)
+            self._macs[name] += frames * (m.last_macs or 0.0)
 
     def fractions(self) -> dict[str, float]:
         return {name: v / self.frames for name, v in self._fractions.items()} if self.frames else {}

@@ -235,8 +235,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import csv
 
-    from ..analysis import AgreementMeter, measured_cost
-    from ..delta import GatedDelta, KeyframePolicy, stream
+    from ..analysis import AgreementMeter, GatedSpend, measured_cost
+    from ..delta import KeyframePolicy, stream
     from ..video import read_frames
 
     teacher, model = _teacher_and_model(args, args.size)
@@ -247,15 +247,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         ref = torch.cat([model.teacher_forward(f[None]) for f in frames])
         teacher_s = time.perf_counter() - start
-        # gated layers: their MACs as spent on each delta frame (a threshold's fraction follows the footage)
-        gated = {name: m.student for name, m in model.delta_layers().items() if isinstance(m.student, GatedDelta)}
-        spent = dict.fromkeys(gated, 0.0)
+        spend = GatedSpend(model)  # gated layers: MACs as spent (a threshold's fraction follows the footage)
         outs = []
         start = time.perf_counter()
         for out in stream(model, frames, policy):
             if not out.is_key:
-                for name, m in gated.items():
-                    spent[name] += m.last_macs or 0.0
+                spend.record()
             outs.append(out)
         delta_s = time.perf_counter() - start
     meter = AgreementMeter(teacher.info.num_classes)
@@ -276,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     a = meter.result()
     n_keys = len(keys) - 1
     n_delta = len(outs) - n_keys
-    cost = measured_cost(model.cost(args.size), {name: v / n_delta for name, v in spent.items()} if n_delta else None)
+    cost = measured_cost(model.cost(args.size), spend.macs())
     macs = (n_keys * cost.teacher_macs + n_delta * cost.delta_macs) / len(outs)
     print(f"{args.video}: {len(outs)} frames, {n_keys} key frames; top-1 agreement on delta frames "
           f"{100 * a.top1:.1f}%, fidelity {a.fidelity:.3f}")

@@ -369,11 +369,11 @@ class Gated(StudentOp):
         self.running = bool(args) and args[0] == "run"
         if self.running:
             args.pop(0)
-        if self.kind not in (_RUNNING_GATES if self.running else _GATES):
-            hint = f" (the gate {self.kind} needs run: gated:{gate}:run(OP))" if self.kind in ("a", "w") else ""
-            raise ArchError(f"operator {spec}: unknown gate {gate!r}{hint}; {_FORM}")
         if self.running and self.kind == "learned":
             raise ArchError(f"operator {spec}: a running reference takes the gates p, t, a or w, not learned")
+        if self.kind not in (_RUNNING_GATES if self.running else _GATES):
+            hint = f" (the gate {self.kind} needs run: gated:{gate}:run(OP))" if self.kind in _RUNNING_GATES else ""
+            raise ArchError(f"operator {spec}: unknown gate {gate!r}{hint}; {_FORM}")
         self.value: float | None = None
         if self.kind == "p":
             self.value = _fraction(spec, gate[1:], "the fraction p")

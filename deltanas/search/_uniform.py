@@ -91,12 +91,12 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     """
     template, calibrated, (lowest, highest) = THRESHOLD_GATES[gate]
     model = convert(teacher, Arch.uniform(template.format(1)), input_hw=input_hw)
-    if not GatedSpend(model).layers:
+    names = list(GatedSpend(model).layers)
+    if not names or not groups:
         return None
     model.eval()
     area = input_hw[0] * input_hw[1]
     scale = {i.name: (area / (i.in_hw[0] * i.in_hw[1])) ** (profile / 2) for i in layers}
-    names = list(GatedSpend(model).layers)
 
     def calibrate(t: float) -> tuple[Arch, float]:
         """Thresholds ``t`` (per layer, 3 significant digits) with the fractions they reach on
@@ -114,8 +114,6 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
         return arch, float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
 
     low, high = math.log(lowest), math.log(highest)  # about exact .. almost nothing
-    if not groups:
-        return None
     best = calibrate(math.exp(high))
     if best[1] > target:
         return None
