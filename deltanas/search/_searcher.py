@@ -71,10 +71,13 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
            run: RunDir | None = None, teacher_name: str | None = None) -> Derived:
     """The architecture to fine-tune. Argmax per layer when it already lands within the tolerance of
     the budget (and, with ``hard``, not above it); else the best-scoring choice inside the band
-    (exact knapsack). With ``config.select_groups`` and data, that choice competes on the validation
-    split with choices that prefer one operator family (see ``_select``) and with the uniform
-    skip-convolutions that fit the budget (see ``_uniform``; the threshold ones not with ``hard``: their
-    MACs on other footage are measured, not guaranteed)."""
+    (exact knapsack). With ``config.select_groups`` and data, that choice competes with choices that
+    prefer one operator family (see ``_select``) and with the uniform skip-convolutions that fit the
+    budget (see ``_uniform``; the threshold ones not with ``hard``: their MACs on other footage are
+    measured, not guaranteed), on up to ``select_groups`` key-frame groups per clip of the validation
+    split and as many of the training split (``VideoData.selection_clips``). The validation frames of
+    short clips alone ranked the candidates by chance (BENCHMARKS.md section 2c); the skip-convolutions
+    are untrained, and the students saw the training frames only as random crops at another size."""
     choice = supernet.argmax()
     macs = supernet.macs_of(choice)
     target = budget.delta_macs
@@ -87,36 +90,38 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
         return derived
     candidates = (candidate_choices(supernet, budget, config.tolerance, choice) if config.prefer_candidates
                   else {"logits": choice})
-    best, scores = select_on_validation(supernet, candidates, data, config.data.keyframe_interval,
-                                        config.select_groups)
+    k, size = config.data.keyframe_interval, config.data.eval_size
+    clips = data.selection_clips(k, config.select_groups)
+    best, scores = select_on_validation(supernet, candidates, clips, k, config.select_groups)
     derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
                       candidates[best], best)
-    k, size = config.data.keyframe_interval, config.data.eval_size
-    for label, (arch, uniform_macs) in _uniform_candidates(supernet, config, data, target).items():
+    for label, (arch, uniform_macs) in _uniform_candidates(supernet, config, clips, target).items():
         model = convert(supernet.teacher, arch, input_hw=size)
-        scores[label] = evaluate(model, data.val_clips(), k, progress=False,
-                                 max_groups=config.select_groups).pooled.fidelity
+        scores[label] = evaluate(model, clips, k, progress=False, max_groups=config.select_groups).pooled.fidelity
         if scores[label] > scores[best]:
             best = label
             derived = Derived(Arch(layers=arch.layers, default=arch.default, teacher=teacher_name), uniform_macs,
                               None, label)
     if run is not None:
-        run.write_json(run.path / "selection.json", {"chosen": best, "val_fidelity": scores})
-        run.log(f"selection on validation: {best} (fidelity {scores[best]:.3f}; logits {scores['logits']:.3f})")
+        frames = {name: min(len(f), k * config.select_groups) for name, f in clips}
+        run.write_json(run.path / "selection.json", {"chosen": best, "fidelity": scores, "frames": frames})
+        run.log(f"selection on {sum(frames.values())} validation and training frames: {best} "
+                f"(fidelity {scores[best]:.3f}; logits {scores['logits']:.3f})")
     return derived
 
 
-# (label, gate, profile) of the calibrated threshold candidates (see uniform_threshold_for_budget)
-_THRESHOLD_CANDIDATES = (("threshold", "t", 0.0), ("running", "w", 0.0), ("running-profiled", "w", 0.25))
-_CALIBRATION_GROUPS = 2  # key-frame groups per validation clip that calibrate a threshold (each a bisection)
+# (label, gate, profile) of the calibrated threshold candidates (see uniform_threshold_for_budget). The
+# running gate without a profile is left out: it never scored above the profiled one (BENCHMARKS.md 6e, 2d).
+_THRESHOLD_CANDIDATES = (("threshold", "t", 0.0), ("running-profiled", "w", 0.25))
+_CALIBRATION_GROUPS = 2  # key-frame groups per selection clip that calibrate a threshold
 
 
-def _uniform_candidates(supernet: Supernet, config: SearchConfig, data: VideoData,
+def _uniform_candidates(supernet: Supernet, config: SearchConfig, clips: list[tuple[str, torch.Tensor]],
                         target: float) -> dict[str, tuple[Arch, float]]:
     """``{label: (arch, delta MACs)}``: the uniform skip-convolutions in the budget band when the space
     gates the teacher copy: top-p, and without ``hard`` (their MACs on other footage are measured, not
     guaranteed) the frame-relative threshold and the weighted threshold against a running reference,
-    uniform and profiled by layer stride (``_THRESHOLD_CANDIDATES``)."""
+    profiled by layer stride (``_THRESHOLD_CANDIDATES``)."""
     template = uniform_gated_template([s for m in supernet.mixed.values() for s in m.specs])
     if template is None:
         return {}
@@ -124,7 +129,7 @@ def _uniform_candidates(supernet: Supernet, config: SearchConfig, data: VideoDat
     if config.threshold_candidate and not config.hard:
         k = config.data.keyframe_interval
         per_clip = min(config.select_groups, _CALIBRATION_GROUPS)
-        groups = [g for _, frames in data.val_clips()
+        groups = [g for _, frames in clips
                   for i, g in enumerate(keyframe_groups(frames, k)) if i < per_clip and len(g) > 1]
         for kind, gate, profile in _THRESHOLD_CANDIDATES:
             found[kind] = uniform_threshold_for_budget(supernet.teacher, supernet.layers, supernet.linear_macs,

@@ -8,10 +8,11 @@ frames, with the supernet's trained students, decides.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from ..analysis import evaluate
-from ..training import VideoData
 from ._budget import Budget
 from ._derive import fit_to_budget
 from ._supernet import Supernet
@@ -40,14 +41,16 @@ def candidate_choices(supernet: Supernet, budget: Budget, tolerance: float,
 
 
 @torch.no_grad()
-def select_on_validation(supernet: Supernet, choices: dict[str, dict[str, int]], data: VideoData,
-                         keyframe_interval: int, groups_per_clip: int) -> tuple[str, dict[str, float]]:
-    """Run each choice with the supernet's students on the validation split; the best fidelity wins."""
+def select_on_validation(supernet: Supernet, choices: dict[str, dict[str, int]],
+                         clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int,
+                         groups_per_clip: int) -> tuple[str, dict[str, float]]:
+    """Run each choice with the supernet's students on ``clips`` (``VideoData.selection_clips``); the
+    best fidelity wins."""
     scores: dict[str, float] = {}
     try:
         for label, choice in choices.items():
             supernet.fix(choice)
-            result = evaluate(supernet.model, data.val_clips(), keyframe_interval, progress=False,
+            result = evaluate(supernet.model, clips, keyframe_interval, progress=False,
                               max_groups=groups_per_clip)
             scores[label] = result.pooled.fidelity
     finally:

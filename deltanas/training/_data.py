@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,12 +14,14 @@ __all__ = ["VideoData", "load_video_data"]
 
 @dataclass
 class VideoData:
-    """Per clip: train frames (at ``frame_size``, for crops), val and test frames (at ``eval_size``)."""
+    """Per clip: train frames (at ``frame_size``, for crops), val and test frames (at ``eval_size``),
+    and the train frames at ``eval_size`` too (``train_eval``; empty when not decoded)."""
 
     names: list[str]
     train: list[torch.Tensor]
     val: list[torch.Tensor]
     test: list[torch.Tensor]
+    train_eval: list[torch.Tensor] = field(default_factory=list)
 
     def sampler(self, config: DataConfig, generator: torch.Generator) -> GroupSampler:
         return GroupSampler(self.train, config.keyframe_interval, config.later_frames,
@@ -31,6 +33,21 @@ class VideoData:
     def test_clips(self) -> list[tuple[str, torch.Tensor]]:
         return list(zip(self.names, self.test))
 
+    def selection_clips(self, keyframe_interval: int, train_groups: int) -> list[tuple[str, torch.Tensor]]:
+        """The validation clips, then per clip ``train_groups`` key-frame groups of the training split
+        at ``eval_size``, spread evenly over it (named ``"NAME (train)"``, K frames each). More frames to
+        rank candidates that were not trained on them (a threshold gate, the teacher copy): the few
+        validation frames of a short clip rank them by chance (BENCHMARKS.md section 2c)."""
+        clips = self.val_clips()
+        k = keyframe_interval
+        for name, frames in zip(self.names, self.train_eval):
+            count = min(train_groups, len(frames) // k)
+            if count < 1:
+                continue
+            starts = torch.linspace(0, len(frames) - k, count).round().long().tolist()
+            clips.append((f"{name} (train)", torch.cat([frames[s:s + k] for s in starts])))
+        return clips
+
 
 def load_video_data(config: DataConfig, *, need_train: bool = True) -> VideoData:
     """Decode every clip at the training and the evaluation size and cut both the same way in time.
@@ -41,11 +58,12 @@ def load_video_data(config: DataConfig, *, need_train: bool = True) -> VideoData
     eval_clips = load_clips(list(config.videos), config.eval_size, max_frames=config.max_frames)
     train_clips = (load_clips(list(config.videos), config.frame_size, max_frames=config.max_frames)
                    if need_train else eval_clips)
-    names, train, val, test = [], [], [], []
+    data = VideoData([], [], [], [])
     for clip, big in zip(eval_clips, train_clips):
         split = split_in_time(len(clip), config.split, gap=k)
-        names.append(clip.name)
-        train.append(big.frames[split.train.start:split.train.stop])
-        val.append(clip.frames[split.val.start:split.val.stop])
-        test.append(clip.frames[split.test.start:split.test.stop])
-    return VideoData(names, train, val, test)
+        data.names.append(clip.name)
+        data.train.append(big.frames[split.train.start:split.train.stop])
+        data.val.append(clip.frames[split.val.start:split.val.stop])
+        data.test.append(clip.frames[split.test.start:split.test.stop])
+        data.train_eval.append(clip.frames[split.train.start:split.train.stop])  # views: no copy
+    return data

@@ -53,7 +53,8 @@ def moving_clip(frames: int, size: tuple[int, int], seed: int) -> torch.Tensor:
 def tiny_data(config: DataConfig) -> VideoData:
     clips = [moving_clip(40, config.frame_size, s) for s in (0, 3)]
     evals = [moving_clip(40, config.eval_size, s) for s in (0, 3)]
-    return VideoData(["a", "b"], [c[:24] for c in clips], [e[24:30] for e in evals], [e[30:] for e in evals])
+    return VideoData(["a", "b"], [c[:24] for c in clips], [e[24:30] for e in evals], [e[30:] for e in evals],
+                     [e[:24] for e in evals])
 
 
 TINY_DATA = DataConfig(videos=("synthetic",), frame_size=(40, 56), crop=(32, 48), eval_size=(32, 48),

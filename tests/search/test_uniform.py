@@ -50,7 +50,9 @@ def test_search_records_the_uniform_candidate_in_its_selection(tmp_path):
     result = search(config, RunDir.create("s", tmp_path, resume=False), data=tiny_data(TINY_DATA),
                     teacher=TinyTeacher(), progress=False)
     selection = json.loads((tmp_path / "s" / "selection.json").read_text())
-    scores = selection["val_fidelity"]
+    scores = selection["fidelity"]
+    # scored on the validation frames and as many groups of the training frames (4 of K=4 per clip)
+    assert selection["frames"] == {"a": 6, "b": 6, "a (train)": 16, "b (train)": 16}
     assert len([label for label in scores if label.startswith("uniform top-p gated:p")]) == 1
     # --hard: no threshold candidates (their MACs on other frames are not guaranteed)
     assert not [label for label in scores if label.startswith(("uniform threshold", "uniform running"))]
@@ -119,10 +121,9 @@ def test_soft_search_also_offers_the_calibrated_thresholds(tmp_path):
                           checkpoint_every=2, log_every=2, arch_lr=0.1, target="0.1x")
     result = search(config, RunDir.create("s", tmp_path, resume=False), data=tiny_data(TINY_DATA),
                     teacher=TinyTeacher(), progress=False)
-    scores = json.loads((tmp_path / "s" / "selection.json").read_text())["val_fidelity"]
+    scores = json.loads((tmp_path / "s" / "selection.json").read_text())["fidelity"]
     threshold = [label for label in scores if label.startswith("uniform threshold gated:t")]
     assert len(threshold) == 1
-    assert len([label for label in scores if label.startswith("uniform running gated:w")]) == 1
     assert len([label for label in scores if label.startswith("uniform running-profiled gated:w")]) == 1
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     if summary["chosen"] == threshold[0]:  # one threshold, each layer's measured fraction in its spec

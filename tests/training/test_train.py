@@ -168,3 +168,17 @@ def test_learned_gates_pay_for_their_updates(lite0, small_data_config, data):
         gates = gated_layers(model).values()
         fractions.append(sum(float(g.expected_fraction.detach().mean()) for g in gates) / len(gates))
     assert fractions[1] < fractions[0]
+
+
+def test_selection_clips_add_evenly_spread_training_groups_at_eval_size(data, small_data_config):
+    k = small_data_config.keyframe_interval
+    clips = data.selection_clips(k, 3)
+    assert clips[0][0] == "bikes" and torch.equal(clips[0][1], data.val[0])
+    name, frames = clips[1]
+    assert name == "bikes (train)" and frames.shape == (3 * k, 3, *small_data_config.eval_size)
+    train = data.train_eval[0]
+    assert len(train) == len(data.train[0]) and train.shape[-2:] == data.val[0].shape[-2:]
+    # the first and the last group of the training split, and one between, K frames each
+    assert torch.equal(frames[:k], train[:k]) and torch.equal(frames[-k:], train[-k:])
+    assert not torch.equal(frames[k:2 * k], frames[:k])
+    assert [n for n, _ in data.selection_clips(k, 0)] == ["bikes"]  # validation only
