@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
-# About four and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+# About five and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -77,4 +77,13 @@ if [ -d ../shared/video ]; then
 fi
 if [ -d ../shared/video ]; then
     $PY benchmarks/transfer_static.py
+fi
+# 8. selection and threshold calibration on validation frames plus groups of the training frames (section 2d)
+$PY benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --modes soft --steps 40 --finetune-steps 40 \
+    --uniform "gated:p0.1(full)" "gated:p0.25(full)" "gated:p0.35(full)" "gated:t1(full)" "gated:w0.1:run(full)" \
+    --runs-dir runs/bench-search-v5 --out benchmarks/results/search_budgets_v5.md
+if [ -d ../shared/video ]; then
+    $PY benchmarks/search_budgets.py --targets 0.39x --per-frame --modes soft --steps 40 --finetune-steps 40 \
+        --videos shared --uniform "gated:w0.04:run(full)" --runs-dir runs/bench-static-v5 \
+        --out benchmarks/results/search_static_v5.md
 fi

@@ -21,7 +21,7 @@ from ..training import DistillLoss, LossWeights, VideoData, load_video_data, tra
 from ._budget import Budget
 from ._config import SearchConfig
 from ._derive import fit_to_budget
-from ._select import candidate_choices, select_on_validation
+from ._select import candidate_choices, select_on_frames
 from ._uniform import uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
 from ._distributed import DistContext, init_distributed
 from ._penalty import make_penalty
@@ -92,7 +92,7 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
                   else {"logits": choice})
     k, size = config.data.keyframe_interval, config.data.eval_size
     clips = data.selection_clips(k, config.select_groups)
-    best, scores = select_on_validation(supernet, candidates, clips, k, config.select_groups)
+    best, scores = select_on_frames(supernet, candidates, clips, k, config.select_groups)
     derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
                       candidates[best], best)
     for label, (arch, uniform_macs) in _uniform_candidates(supernet, config, clips, target).items():

@@ -1,9 +1,10 @@
-"""Several architectures inside the budget, the best kept on the validation split.
+"""Several architectures inside the budget, the best kept on selection frames (validation and training).
 
 The logits' argmax (through the knapsack) is one candidate; the others prefer one operator family
 wherever it fits and let the logits fill the rest of the budget. Per-layer scores model the
-interactions of layers only roughly (errors compound), so a short check on held-out validation
-frames, with the supernet's trained students, decides.
+interactions of layers only roughly (errors compound), so a short check on whole frames (the
+validation split and groups of the training split, ``VideoData.selection_clips``), with the supernet's
+trained students, decides.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ._budget import Budget
 from ._derive import fit_to_budget
 from ._supernet import Supernet
 
-__all__ = ["candidate_choices", "select_on_validation"]
+__all__ = ["candidate_choices", "select_on_frames"]
 
 _PREFERENCE = 10.0  # added to a preferred op's log-probability: it wins wherever it fits
 
@@ -41,7 +42,7 @@ def candidate_choices(supernet: Supernet, budget: Budget, tolerance: float,
 
 
 @torch.no_grad()
-def select_on_validation(supernet: Supernet, choices: dict[str, dict[str, int]],
+def select_on_frames(supernet: Supernet, choices: dict[str, dict[str, int]],
                          clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int,
                          groups_per_clip: int) -> tuple[str, dict[str, float]]:
     """Run each choice with the supernet's students on ``clips`` (``VideoData.selection_clips``); the
