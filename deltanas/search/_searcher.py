@@ -305,7 +305,10 @@ def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budge
     bar.close()
     seconds["search"] = seconds.get("search", 0.0) + time.time() - t0
     supernet.model.eval()
-    return derive(supernet, budget, config, data, run if ctx.is_main else None, config.teacher)
+    t0 = time.time()
+    derived = derive(supernet, budget, config, data, run if ctx.is_main else None, config.teacher)
+    seconds["select"] = time.time() - t0  # calibrating and scoring the candidates
+    return derived
 
 
 def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derived: Derived, budget: Budget,

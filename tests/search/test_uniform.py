@@ -59,6 +59,7 @@ def test_search_records_the_uniform_candidate_in_its_selection(tmp_path):
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["chosen"] == selection["chosen"]
     assert scores[selection["chosen"]] == max(scores.values())
+    assert 0 < summary["seconds"]["select"] < summary["seconds"]["total"]
     assert result.delta_macs <= result.budget.delta_macs
     if summary["chosen"].startswith("uniform top-p"):
         assert result.arch.default == summary["chosen"].split()[-1]
