@@ -75,9 +75,10 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     prefer one operator family (see ``_select``) and with the uniform skip-convolutions that fit the
     budget (see ``_uniform``; the threshold ones not with ``hard``: their MACs on other footage are
     measured, not guaranteed), on up to ``select_groups`` key-frame groups per clip of the validation
-    split and as many of the training split (``VideoData.selection_clips``). The validation frames of
-    short clips alone ranked the candidates by chance (BENCHMARKS.md section 2c); the skip-convolutions
-    are untrained, and the students saw the training frames only as random crops at another size."""
+    split, topped up with groups of the training split to ``6 x select_groups`` groups in all where the
+    validation split holds fewer (``VideoData.selection_clips``). The validation frames of short clips
+    alone ranked the candidates by chance (BENCHMARKS.md section 2d); the skip-convolutions are
+    untrained, and the students saw the training frames only as random crops at another size."""
     choice = supernet.argmax()
     macs = supernet.macs_of(choice)
     target = budget.delta_macs
@@ -91,7 +92,7 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     candidates = (candidate_choices(supernet, budget, config.tolerance, choice) if config.prefer_candidates
                   else {"logits": choice})
     k, size = config.data.keyframe_interval, config.data.eval_size
-    clips = data.selection_clips(k, config.select_groups)
+    clips = data.selection_clips(k, config.select_groups, _SELECTION_GROUPS * config.select_groups)
     best, scores = select_on_frames(supernet, candidates, clips, k, config.select_groups)
     derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
                       candidates[best], best)
@@ -105,7 +106,7 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     if run is not None:
         frames = {name: min(len(f), k * config.select_groups) for name, f in clips}
         run.write_json(run.path / "selection.json", {"chosen": best, "fidelity": scores, "frames": frames})
-        run.log(f"selection on {sum(frames.values())} validation and training frames: {best} "
+        run.log(f"selection on {sum(frames.values())} frames ({len(frames)} clips): {best} "
                 f"(fidelity {scores[best]:.3f}; logits {scores['logits']:.3f})")
     return derived
 
@@ -114,6 +115,9 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
 # running gate without a profile is left out: it never scored above the profiled one (BENCHMARKS.md 6e, 2d).
 _THRESHOLD_CANDIDATES = (("threshold", "t", 0.0), ("running-profiled", "w", 0.25))
 _CALIBRATION_GROUPS = 2  # key-frame groups per selection clip that calibrate a threshold
+# The selection holds at least this many times select_groups key-frame groups, topped up from the training
+# split: the 7 validation groups of the bundled clips ranked candidates by chance, 19 did not (section 2d).
+_SELECTION_GROUPS = 6
 
 
 def _uniform_candidates(supernet: Supernet, config: SearchConfig, clips: list[tuple[str, torch.Tensor]],

@@ -33,15 +33,20 @@ class VideoData:
     def test_clips(self) -> list[tuple[str, torch.Tensor]]:
         return list(zip(self.names, self.test))
 
-    def selection_clips(self, keyframe_interval: int, train_groups: int) -> list[tuple[str, torch.Tensor]]:
-        """The validation clips, then per clip ``train_groups`` key-frame groups of the training split
-        at ``eval_size``, spread evenly over it (named ``"NAME (train)"``, K frames each). More frames to
-        rank candidates that were not trained on them (a threshold gate, the teacher copy): the few
-        validation frames of a short clip rank them by chance (BENCHMARKS.md section 2c)."""
+    def selection_clips(self, keyframe_interval: int, groups_per_clip: int,
+                        min_groups: int = 0) -> list[tuple[str, torch.Tensor]]:
+        """The validation clips; where they hold fewer than ``min_groups`` key-frame groups (counting up
+        to ``groups_per_clip`` per clip), topped up with groups of the training split: the same number
+        per clip, at most ``groups_per_clip``, spread evenly over it (at ``eval_size``, named
+        ``"NAME (train)"``, K frames each). More frames to rank candidates that were not trained on them
+        (a threshold gate, the teacher copy): the few validation frames of short clips rank them by
+        chance (BENCHMARKS.md section 2d); many clips need no more."""
         clips = self.val_clips()
         k = keyframe_interval
+        held = sum(min(groups_per_clip, -(-len(frames) // k)) for _, frames in clips)
+        wanted = min(groups_per_clip, -(-max(min_groups - held, 0) // max(len(self.train_eval), 1)))
         for name, frames in zip(self.names, self.train_eval):
-            count = min(train_groups, len(frames) // k)
+            count = min(wanted, len(frames) // k)
             if count < 1:
                 continue
             starts = torch.linspace(0, len(frames) - k, count).round().long().tolist()

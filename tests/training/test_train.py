@@ -170,9 +170,10 @@ def test_learned_gates_pay_for_their_updates(lite0, small_data_config, data):
     assert fractions[1] < fractions[0]
 
 
-def test_selection_clips_add_evenly_spread_training_groups_at_eval_size(data, small_data_config):
+def test_selection_clips_top_up_with_evenly_spread_training_groups_at_eval_size(data, small_data_config):
     k = small_data_config.keyframe_interval
-    clips = data.selection_clips(k, 3)
+    val_groups = min(3, -(-len(data.val[0]) // k))  # as counted: up to 3 per clip
+    clips = data.selection_clips(k, 3, min_groups=val_groups + 5)  # 5 missing: 3 per clip at most
     assert clips[0][0] == "bikes" and torch.equal(clips[0][1], data.val[0])
     name, frames = clips[1]
     assert name == "bikes (train)" and frames.shape == (3 * k, 3, *small_data_config.eval_size)
@@ -181,4 +182,7 @@ def test_selection_clips_add_evenly_spread_training_groups_at_eval_size(data, sm
     # the first and the last group of the training split, and one between, K frames each
     assert torch.equal(frames[:k], train[:k]) and torch.equal(frames[-k:], train[-k:])
     assert not torch.equal(frames[k:2 * k], frames[:k])
-    assert [n for n, _ in data.selection_clips(k, 0)] == ["bikes"]  # validation only
+    assert len(data.selection_clips(k, 3, min_groups=val_groups + 1)[1][1]) == k  # one group makes it up
+    # the validation frames alone when they hold enough groups
+    assert [n for n, _ in data.selection_clips(k, 3, min_groups=val_groups)] == ["bikes"]
+    assert [n for n, _ in data.selection_clips(k, 3)] == ["bikes"]
