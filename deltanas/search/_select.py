@@ -42,9 +42,8 @@ def candidate_choices(supernet: Supernet, budget: Budget, tolerance: float,
 
 
 @torch.no_grad()
-def select_on_frames(supernet: Supernet, choices: dict[str, dict[str, int]],
-                         clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int,
-                         groups_per_clip: int) -> tuple[str, dict[str, float]]:
+def select_on_frames(supernet: Supernet, choices: dict[str, dict[str, int]], clips: Sequence[tuple[str, torch.Tensor]],
+                     keyframe_interval: int, groups_per_clip: int) -> tuple[str, dict[str, float]]:
     """Run each choice with the supernet's students on ``clips`` (``VideoData.selection_clips``); the
     best fidelity wins."""
     scores: dict[str, float] = {}
