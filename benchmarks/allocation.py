@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from deltanas.analysis import evaluate
 from deltanas.delta import Arch, convert
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
+
+from _heldout import val_and_test, write_rows
 
 RESIDUAL = r"_blocks\.(2|4|6|7|9|10|12|13|14)\."  # Lite0 blocks with a skip connection
 EARLY = r"_conv_stem|_blocks\.[0-7]\."
@@ -62,16 +63,12 @@ def main() -> None:
             "test top-1 % | test dense % |", "|---|---|---|---|---|---|---|---|"]
     for design in args.designs:
         model = build(teacher, design, names, size)
-        val = evaluate(model, data.val_clips(), k, progress=False).pooled
-        result = evaluate(model, data.test_clips(), k, progress=False)
-        test, cost = result.pooled, result.cost(model.cost(size))
+        val, test, cost = val_and_test(model, data, k, size)
         cell = design.replace("|", "\\|")  # a regex alternation inside a table cell
         rows.append(f"| `{cell}` | {cost.per_frame(k) / 1e6:.0f} | {cost.speedup(k):.2f}x | {val.fidelity:.3f} | "
                     f"{100 * val.top1:.1f} | {test.fidelity:.3f} | {100 * test.top1:.1f} | {100 * test.dense:.1f} |")
         print(rows[-1], flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(rows) + "\n")
+    write_rows(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@
 Each ``GATE:PROFILE`` is what the search's calibrated candidates are (``deltanas.search._uniform``):
 ``t`` the frame-relative threshold against the key frame, ``w`` the weighted threshold against a
 running reference; ``PROFILE`` scales each layer's threshold by its input stride to that power.
-The threshold is found by bisection on two key-frame groups per validation clip so that the MACs
-averaged per frame at K land at ``--per-frame`` of the teacher's; the table gives what it spent and
-its agreement on the held-out frames.
+The threshold is calibrated on two key-frame groups per validation clip so that the MACs averaged per
+frame at K land at ``--per-frame`` of the teacher's (the search tops few validation frames up with
+training frames: BENCHMARKS.md section 2d); the table gives what it spent and its agreement on the
+held-out frames.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import argparse
 import time
 from pathlib import Path
 
-from deltanas.analysis import evaluate, keyframe_groups
+from deltanas.analysis import keyframe_groups
 from deltanas.delta import convert
 from deltanas.search._uniform import uniform_threshold_for_budget
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
+
+from _heldout import val_and_test, write_rows
 
 
 def main() -> None:
@@ -55,17 +58,13 @@ def main() -> None:
             rows.append(f"| {gate} | {profile} | no threshold lands in the band | | | | | | | {seconds:.0f} |")
             continue
         model = convert(teacher, found[0], input_hw=size)
-        val = evaluate(model, data.val_clips(), k, progress=False, max_groups=4).pooled
-        result = evaluate(model, data.test_clips(), k, progress=False)
-        cost, test = result.cost(model.cost(size)), result.pooled
+        val, test, cost = val_and_test(model, data, k, size, val_groups=4)
         first = next(iter(found[0].layers.values()))
         rows.append(f"| {gate} | {profile} | `{first}` | {cost.per_frame(k) / 1e6:.0f} | {cost.speedup(k):.2f}x | "
                     f"{val.fidelity:.3f} | {test.fidelity:.3f} | {100 * test.top1:.1f} | {100 * test.dense:.1f} | "
                     f"{seconds:.0f} |")
         print(rows[-1], flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(rows) + "\n")
+    write_rows(args.out, rows)
 
 
 if __name__ == "__main__":
