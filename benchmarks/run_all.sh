@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
-# About five and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+# About five and a quarter hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
