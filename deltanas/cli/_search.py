@@ -31,6 +31,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--arch-lr", type=float, default=0.05)
     s.add_argument("--lr", type=float, default=1e-3, help="students' learning rate")
     s.add_argument("--prior", default="sensitivity", choices=["sensitivity", "none"])
+    s.add_argument("--select-metric", default="fidelity", choices=["fidelity", "top1", "dense", "miou"],
+                   help="what the final choice among the candidates ranks by on the selection frames (fidelity: "
+                        "the logits' error, continuous; top1/dense/miou: agreement, ties broken by fidelity)")
     s.add_argument("--quick", action="store_true", help="a usable result in about two minutes on 2 cores")
     s.add_argument("--adaptive-eval", action="store_true",
                    help="also evaluate with adaptive key frames at the key budget of K (summary: test_adaptive)")
@@ -51,7 +54,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                           penalty_weight=weight, gumbel=args.gumbel, tau_start=args.tau[0], tau_end=args.tau[1],
                           steps=args.steps, warmup_steps=min(args.warmup_steps, args.steps),
                           finetune_steps=args.finetune_steps, weight_lr=args.lr, arch_lr=args.arch_lr,
-                          prior=args.prior, seed=args.seed, threads=args.threads, adaptive_eval=args.adaptive_eval)
+                          prior=args.prior, seed=args.seed, threads=args.threads, adaptive_eval=args.adaptive_eval,
+                          select_metric=args.select_metric)
     if args.quick:
         config = quick(config)
     name = args.name or f"search-{(args.target or args.target_frame).replace('.', 'p')}"

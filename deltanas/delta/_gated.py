@@ -14,7 +14,9 @@ Spec: ``gated:GATE[:run][:bB][:fF](OP[,REST])``, the arguments in this order:
 * ``bB``: gate ``B x B`` blocks of output positions instead of single positions (``B >= 2``).
 * ``fF``: the expected active fraction of a threshold or learned gate, which the analytic MACs use
   (default 0.25). Calibrate it with :func:`deltanas.analysis.measure_gating` on your footage and
-  write it into the spec (``gated:t1:f0.31(full)``); a top-p gate's fraction is ``P``.
+  write it into the spec (``gated:t1:f0.31(full)``); a top-p gate's fraction is ``P``, except with
+  ``run``: it passes the top P of the input positions, whose receptive fields touch more outputs
+  (up to 9x on a 3 x 3 conv; that bound without f, the measured fraction with it).
 * ``OP``: the student computed at the active units (``full``, ``lowrank:R``, ``channel:C``,
   ``depthwise``, ``zero``); ``REST`` (optional): a cheap student for the inactive units, which
   otherwise keep their key-frame output (a zero update).
@@ -390,8 +392,9 @@ class Gated(StudentOp):
             self.block = int(text)
         self.calibrated: float | None = None
         if args and args[0].startswith("f"):
-            if self.kind == "p":
-                raise ArchError(f"operator {spec}: a top-p gate's fraction is p; f is for t and learned gates")
+            if self.kind == "p" and not self.running:
+                raise ArchError(f"operator {spec}: a top-p gate's fraction is p; f is for t and learned gates "
+                                f"(and for the touched outputs of gated:pP:run)")
             self.calibrated = _fraction(spec, args.pop(0)[1:], "the expected fraction f")
             if self.calibrated > 1:
                 raise ArchError(f"operator {spec}: the expected fraction f must be in (0, 1]")
@@ -409,10 +412,23 @@ class Gated(StudentOp):
 
     @property
     def expected_fraction(self) -> float:
-        """The active fraction the analytic MACs assume: p, or f, or 0.25 by default."""
-        if self.kind == "p":
+        """The active fraction the analytic MACs assume: p, or f, or 0.25 by default (for
+        ``gated:pP:run`` without f, the layer's bound: :meth:`fraction_for`)."""
+        if self.kind == "p" and self.calibrated is None:
             return self.value  # type: ignore[return-value]
         return self.calibrated if self.calibrated is not None else DEFAULT_EXPECTED_FRACTION
+
+    def fraction_for(self, layer: LayerInfo) -> float:
+        """The active fraction of output units the analytic MACs assume on ``layer``. A running top-p
+        gate passes the top p of the *input* positions, and each touches up to ``ceil(k / s)`` output
+        positions per axis (9 for a 3 x 3 convolution): without a measured f its count is that upper
+        bound, so that it never under-reports (measured on real footage it spends less)."""
+        if not (self.running and self.kind == "p" and self.calibrated is None):
+            return self.expected_fraction
+        passed = active_units(self.value, layer.in_hw[0] * layer.in_hw[1])  # type: ignore[arg-type]
+        reach = math.prod(math.ceil((d * (k - 1) + 1) / s)
+                          for k, s, d in zip(layer.kernel, layer.stride, layer.dilation))
+        return min(1.0, passed * reach / (layer.out_hw[0] * layer.out_hw[1]))
 
     def units(self, layer: LayerInfo) -> int:
         uh, uw = unit_grid(layer, self.block)
@@ -431,7 +447,7 @@ class Gated(StudentOp):
 
     def macs(self, layer: LayerInfo) -> int:
         units, unit = self.units(layer), self.unit_layer(layer)
-        active = active_units(self.expected_fraction, units)
+        active = active_units(self.fraction_for(layer), units)
         rest = self.rest.macs(unit) if self.rest is not None else 0
         gate = (_RUNNING_GATES if self.running else _GATES)[self.kind]
         return gate.macs(layer) + active * self.inner.macs(unit) + (units - active) * rest

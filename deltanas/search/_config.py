@@ -8,6 +8,7 @@ from .._config import JsonConfig
 from ..errors import ConfigError
 from ..training import DataConfig, TrainConfig
 from ._penalty import PENALTIES
+from ._select import SELECT_METRICS
 
 __all__ = ["SearchConfig", "quick"]
 
@@ -41,6 +42,7 @@ class SearchConfig(JsonConfig):
     prior_scale: float = 20.0
     finetune_steps: int = 100
     select_groups: int = 4  # per validation clip, to pick among candidate architectures (0: argmax only)
+    select_metric: str = "fidelity"  # what picks among them: fidelity, top1, dense or miou (ties: fidelity)
     prefer_candidates: bool = True  # in the selection, also "prefer one operator family" choices (one each)
     threshold_candidate: bool = True  # and (without hard) the threshold gates calibrated to the budget
     adaptive_eval: bool = False  # also report held-out agreement with adaptive key frames at the key budget of K
@@ -58,6 +60,8 @@ class SearchConfig(JsonConfig):
             raise ConfigError(f"unknown penalty {self.penalty!r}; choose from {', '.join(PENALTIES)}")
         if self.gumbel not in ("hard", "soft"):
             raise ConfigError("gumbel must be 'hard' or 'soft'")
+        if self.select_metric not in SELECT_METRICS:
+            raise ConfigError(f"unknown selection metric {self.select_metric!r}; choose from {', '.join(SELECT_METRICS)}")
         if self.prior not in ("sensitivity", "none"):
             raise ConfigError("prior must be 'sensitivity' or 'none'")
         if not 0 <= self.warmup_steps <= self.steps:

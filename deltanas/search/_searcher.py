@@ -21,7 +21,7 @@ from ..training import DistillLoss, LossWeights, VideoData, load_video_data, tra
 from ._budget import Budget
 from ._config import SearchConfig
 from ._derive import fit_to_budget
-from ._select import candidate_choices, select_on_frames
+from ._select import SELECT_METRICS, candidate_choices, select_on_frames, selection_rank
 from ._uniform import uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
 from ._distributed import DistContext, init_distributed
 from ._penalty import make_penalty
@@ -76,7 +76,8 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     budget (see ``_uniform``; the threshold ones not with ``hard``: their MACs on other footage are
     measured, not guaranteed), on up to ``select_groups`` key-frame groups per clip of the validation
     split, topped up with groups of the training split to ``6 x select_groups`` groups in all where the
-    validation split holds fewer (``VideoData.selection_clips``). The validation frames of short clips
+    validation split holds fewer (``VideoData.selection_clips``), ranked by ``config.select_metric``
+    (``selection_rank``; fidelity by default). The validation frames of short clips
     alone ranked the candidates by chance (BENCHMARKS.md section 2d); the skip-convolutions are
     untrained, and the students saw the training frames only as random crops at another size."""
     choice = supernet.argmax()
@@ -93,21 +94,23 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
                   else {"logits": choice})
     k, size = config.data.keyframe_interval, config.data.eval_size
     clips = data.selection_clips(k, config.select_groups, _SELECTION_GROUPS * config.select_groups)
-    best, scores = select_on_frames(supernet, candidates, clips, k, config.select_groups)
+    metric = config.select_metric
+    best, results = select_on_frames(supernet, candidates, clips, k, config.select_groups, metric)
     derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
                       candidates[best], best)
     for label, (arch, uniform_macs) in _uniform_candidates(supernet, config, clips, target).items():
         model = convert(supernet.teacher, arch, input_hw=size)
-        scores[label] = evaluate(model, clips, k, progress=False, max_groups=config.select_groups).pooled.fidelity
-        if scores[label] > scores[best]:
+        results[label] = evaluate(model, clips, k, progress=False, max_groups=config.select_groups).pooled
+        if selection_rank(results[label], metric) > selection_rank(results[best], metric):
             best = label
             derived = Derived(Arch(layers=arch.layers, default=arch.default, teacher=teacher_name), uniform_macs,
                               None, label)
     if run is not None:
         frames = {name: min(len(f), k * config.select_groups) for name, f in clips}
-        run.write_json(run.path / "selection.json", {"chosen": best, "fidelity": scores, "frames": frames})
-        run.log(f"selection on {sum(frames.values())} frames ({len(frames)} clips): {best} "
-                f"(fidelity {scores[best]:.3f}; logits {scores['logits']:.3f})")
+        scores = {m: {label: getattr(a, m) for label, a in results.items()} for m in SELECT_METRICS}
+        run.write_json(run.path / "selection.json", {"chosen": best, "metric": metric, **scores, "frames": frames})
+        run.log(f"selection on {sum(frames.values())} frames ({len(frames)} clips) by {metric}: {best} "
+                f"({metric} {scores[metric][best]:.3f}; logits {scores[metric]['logits']:.3f})")
     return derived
 
 

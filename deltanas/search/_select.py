@@ -4,7 +4,8 @@ The logits' argmax (through the knapsack) is one candidate; the others prefer on
 wherever it fits and let the logits fill the rest of the budget. Per-layer scores model the
 interactions of layers only roughly (errors compound), so a short check on whole frames (the
 validation split and groups of the training split, ``VideoData.selection_clips``), with the supernet's
-trained students, decides.
+trained students, decides: by fidelity (the continuous one) unless the user ranks by top-1, dense or mIoU
+agreement (``SearchConfig.select_metric``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Sequence
 
 import torch
 
-from ..analysis import evaluate
+from ..analysis import Agreement, evaluate
 from ._budget import Budget
 from ._derive import fit_to_budget
 from ._supernet import Supernet
 
-__all__ = ["candidate_choices", "select_on_frames"]
+__all__ = ["SELECT_METRICS", "candidate_choices", "select_on_frames", "selection_rank"]
 
 _PREFERENCE = 10.0  # added to a preferred op's log-probability: it wins wherever it fits
 
@@ -41,19 +42,28 @@ def candidate_choices(supernet: Supernet, budget: Budget, tolerance: float,
     return choices
 
 
+# what a selection can rank by: fields of deltanas.analysis.Agreement, higher is better
+SELECT_METRICS = ("fidelity", "top1", "dense", "miou")
+
+
+def selection_rank(agreement: Agreement, metric: str) -> tuple[float, float]:
+    """How a candidate ranks: ``metric``, ties (top-1 moves in whole frames) broken by fidelity."""
+    return getattr(agreement, metric), agreement.fidelity
+
+
 @torch.no_grad()
 def select_on_frames(supernet: Supernet, choices: dict[str, dict[str, int]], clips: Sequence[tuple[str, torch.Tensor]],
-                     keyframe_interval: int, groups_per_clip: int) -> tuple[str, dict[str, float]]:
+                     keyframe_interval: int, groups_per_clip: int,
+                     metric: str = "fidelity") -> tuple[str, dict[str, Agreement]]:
     """Run each choice with the supernet's students on ``clips`` (``VideoData.selection_clips``); the
-    best fidelity wins."""
-    scores: dict[str, float] = {}
+    best by ``metric`` (see :func:`selection_rank`) wins. Returns it and every choice's agreement."""
+    results: dict[str, Agreement] = {}
     try:
         for label, choice in choices.items():
             supernet.fix(choice)
-            result = evaluate(supernet.model, clips, keyframe_interval, progress=False,
-                              max_groups=groups_per_clip)
-            scores[label] = result.pooled.fidelity
+            results[label] = evaluate(supernet.model, clips, keyframe_interval, progress=False,
+                                      max_groups=groups_per_clip).pooled
     finally:
         supernet.clear_sample()
-    best = max(scores, key=lambda k: (scores[k], k == "logits"))
-    return best, scores
+    best = max(results, key=lambda k: (selection_rank(results[k], metric), k == "logits"))
+    return best, results

@@ -23,12 +23,15 @@ from ..errors import ArchError
 
 __all__ = ["uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
 
-# (template, template with the measured fraction, threshold range) per threshold gate: frame-relative,
-# and against a running reference relative to the key frame's input (deltanas.delta.RunningGatedDelta)
+# (template, template with the measured fraction, (value spending the most, value spending the least))
+# per calibrated gate: the frame-relative threshold; against a running reference (deltanas.delta.RunningGatedDelta)
+# the thresholds relative to the key frame's input, and the top-p fraction of the input positions, whose
+# receptive fields touch more outputs than p (the touched fraction is measured like a threshold's)
 THRESHOLD_GATES = {
     "t": ("gated:t{}(full)", "gated:t{}:f{}(full)", (0.01, 50.0)),
     "a": ("gated:a{}:run(full)", "gated:a{}:run:f{}(full)", (1e-3, 5.0)),
     "w": ("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0)),
+    "p": ("gated:p{}:run(full)", "gated:p{}:run:f{}(full)", (1.0, 1e-4)),
 }
 
 _GRID = 10_000  # fractions are searched in steps of 1e-4
@@ -74,7 +77,8 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
                                  gate: str = "t", profile: float = 0.0,
                                  iterations: int = 14) -> tuple[Arch, float] | None:
     """A threshold gate everywhere (``gate`` a key of ``THRESHOLD_GATES``: ``t`` the frame-relative one,
-    ``gated:tT(full)``), T found by a bracketed search in log scale (at most ``iterations`` runs over
+    ``gated:tT(full)``; or ``p``, the running top-p fraction, whose touched outputs are measured the same
+    way), T found by a bracketed search in log scale (at most ``iterations`` runs over
     ``groups`` after the two ends) so that the MACs it spends on ``groups`` (float (T, 3, H, W)
     key-frame groups at the search's size) land in ``[(1 - tolerance / 4) x target, target]``, or at
     least in ``[(1 - tolerance) x target, target]``.
@@ -85,28 +89,31 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     its analytic count is what it spent on ``groups``; evaluation measures it again on other frames.
 
     ``profile`` scales each layer's threshold by its input stride to the power ``profile``
-    (``T x s^profile``, ``s = sqrt(frame area / input area)``): a positive profile updates the early,
-    high-resolution layers more finely, whose errors every later layer carries (measured on static
-    cameras: BENCHMARKS.md section 6e).
+    (``T x s^profile``, ``s = sqrt(frame area / input area)``; a fraction p by ``s^-profile``): a
+    positive profile updates the early, high-resolution layers more finely, whose errors every later
+    layer carries (measured on static cameras: BENCHMARKS.md section 6e).
     Returns ``(arch, analytic delta-frame MACs)`` or None when no threshold lands in the band.
     """
-    template, calibrated, (lowest, highest) = THRESHOLD_GATES[gate]
-    model = convert(teacher, Arch.uniform(template.format(1)), input_hw=input_hw)
+    template, calibrated, (most, least) = THRESHOLD_GATES[gate]
+    model = convert(teacher, Arch.uniform(template.format(most)), input_hw=input_hw)
     names = list(GatedSpend(model).layers)
     if not names or not groups:
         return None
     model.eval()
     area = input_hw[0] * input_hw[1]
-    scale = {i.name: (area / (i.in_hw[0] * i.in_hw[1])) ** (profile / 2) for i in layers}
+    sign = -1 if gate == "p" else 1  # a fraction grows where a threshold shrinks
+    scale = {i.name: (area / (i.in_hw[0] * i.in_hw[1])) ** (sign * profile / 2) for i in layers}
 
     def calibrate(t: float) -> tuple[Arch, float]:
         """Thresholds ``t`` (per layer, 3 significant digits) with the fractions they reach on
         ``groups`` written in, and that arch's analytic delta-frame MACs (= what it spent there, up to
         rounding each layer's fraction up to whole units)."""
         values = {name: float(f"{t * scale[name]:.3g}") for name in names}
+        if gate == "p":
+            values = {name: min(max(value, 1e-4), 1.0) for name, value in values.items()}
         spend = GatedSpend(model)
         for name, value in values.items():
-            spend.layers[name].gate.t = value
+            setattr(spend.layers[name].gate, "p" if gate == "p" else "t", value)
         for group in groups:
             spend.forward_group(group)
         arch = Arch(layers={name: calibrated.format(f"{values[name]:g}", f"{max(f, 1e-4):.4g}")
@@ -114,10 +121,10 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
         ops = arch.resolve(layers)
         return arch, float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
 
-    # MACs fall as the threshold rises. Keep a bracket (low over the target, high not) in log threshold
-    # and step where the line through its ends meets the target (kept inside the middle 80%, so it
-    # never stalls at one end); stop once high is within a quarter of the band below the target.
-    low, high = math.log(lowest), math.log(highest)  # about exact .. almost nothing
+    # MACs fall from the value `most` towards `least`. Keep a bracket (low over the target, high not) in
+    # log value and step where the line through its ends meets the target (kept inside the middle 80%, so
+    # it never stalls at one end); stop once high is within a quarter of the band below the target.
+    low, high = math.log(most), math.log(least)  # about exact .. almost nothing
     best = calibrate(math.exp(high))
     if best[1] > target:
         return None

@@ -135,3 +135,21 @@ def test_trainable_student_gets_gradients_through_the_sequence():
     grads = [p.grad for p in model.student_parameters()]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_running_top_p_analytic_macs_bound_what_it_touches():
+    """A running top-p gate passes the top p of the input positions; on a 3 x 3 convolution each touches
+    up to 9 outputs, so its analytic count is that bound (never below what it spends), and a measured
+    f replaces it."""
+    net, x = small_net(), moving_square()
+    model = convert(net, "gated:p0.1:run(full)", input_hw=(16, 16))
+    model.forward_group(x)
+    op = make_op("gated:p0.1:run(full)")
+    for info, m in zip(model.layers, gated_layers(model).values()):
+        assert op.macs(info) >= m.last_macs
+    stem = model.layers[0]  # 3 x 3, stride 1: ceil(0.1 x 256) = 26 passed inputs reach up to 234 of 256 outputs
+    assert op.fraction_for(stem) == pytest.approx(234 / 256)
+    pointwise = model.layers[2]  # 1 x 1: the top p of the inputs are the outputs it computes
+    assert op.fraction_for(pointwise) == pytest.approx(0.1, abs=1 / 64)
+    calibrated = make_op("gated:p0.1:run:f0.3(full)")
+    assert calibrated.fraction_for(stem) == 0.3 and str(calibrated) == "gated:p0.1:run:f0.3(full)"

@@ -9,7 +9,9 @@ import pytest
 from deltanas._run import RunDir
 from deltanas.delta import SearchSpace, convert
 from deltanas.search import SearchConfig, build_supernet, search
-from deltanas.analysis import evaluate
+from deltanas.analysis import Agreement, evaluate
+from deltanas.errors import ConfigError
+from deltanas.search._select import selection_rank
 from deltanas.search._uniform import uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
 
 from ._tiny import TINY_DATA, TinyTeacher, tiny_data
@@ -68,7 +70,7 @@ def test_search_records_the_uniform_candidate_in_its_selection(tmp_path):
 
 
 # (each layer's written fraction is rounded up to whole units: a few percent on this small network)
-@pytest.mark.parametrize("gate,prefix,rel", [("t", "gated:t", 0.05), ("w", "gated:w", 0.1)])
+@pytest.mark.parametrize("gate,prefix,rel", [("t", "gated:t", 0.05), ("w", "gated:w", 0.1), ("p", "gated:p", 0.1)])
 def test_threshold_is_calibrated_to_the_budget_on_the_given_frames(gate, prefix, rel):
     teacher = TinyTeacher()
     supernet = build_supernet(teacher, SearchSpace.load("default"), TINY_DATA.eval_size)
@@ -131,3 +133,29 @@ def test_soft_search_also_offers_the_calibrated_thresholds(tmp_path):
         assert {s.split(":f")[0] for s in result.arch.layers.values()} == {threshold[0].split()[-1].split(":f")[0]}
         assert "test_macs_per_frame" in summary
     assert abs(result.delta_macs / result.budget.delta_macs - 1) <= 0.03
+
+
+def test_selection_ranks_by_the_metric_the_user_names(tmp_path):
+    config = SearchConfig(teacher="tiny", data=TINY_DATA, steps=4, warmup_steps=1, finetune_steps=1, prior_groups=1,
+                          checkpoint_every=2, log_every=2, arch_lr=0.1, target="0.1x", select_metric="dense")
+    search(config, RunDir.create("s", tmp_path, resume=False), data=tiny_data(TINY_DATA), teacher=TinyTeacher(),
+           progress=False)
+    selection = json.loads((tmp_path / "s" / "selection.json").read_text())
+    assert selection["metric"] == "dense"
+    labels = set(selection["fidelity"])
+    assert len(labels) >= 3 and all(set(selection[m]) == labels for m in ("top1", "dense", "miou"))
+    # the most dense agreement wins; among equals (it moves in whole positions) the best fidelity
+    rank = {label: (selection["dense"][label], selection["fidelity"][label]) for label in labels}
+    assert rank[selection["chosen"]] == max(rank.values())
+    with pytest.raises(ConfigError, match="selection metric"):
+        SearchConfig(select_metric="accuracy")
+
+
+def test_selection_rank_breaks_ties_of_the_metric_by_fidelity():
+    def agreement(top1, dense, fidelity):
+        return Agreement(frames=7, top1=top1, dense=dense, miou=0.5, fidelity=fidelity, feature_error=0.1, flicker=0.0)
+
+    smooth, sharp = agreement(0.8, 0.6, 0.5), agreement(0.8, 0.7, 0.2)
+    assert selection_rank(smooth, "fidelity") > selection_rank(sharp, "fidelity")
+    assert selection_rank(sharp, "dense") > selection_rank(smooth, "dense")
+    assert selection_rank(smooth, "top1") > selection_rank(sharp, "top1")  # equal top-1: fidelity decides
