@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
-# About five and a quarter hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+# About six and a quarter hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -94,6 +94,8 @@ for DELTA in 0.1 0.2; do
         --out benchmarks/results/threshold_profiles_bundled_${DELTA}x.md
 done
 if [ -d ../shared/video ]; then
+    $PY benchmarks/threshold_profiles.py --videos shared --delta 0.1 --gates top-p:0 p:0 t:0 w:0.25 \
+        --out benchmarks/results/threshold_profiles_static_0.1x.md
     $PY benchmarks/search_budgets.py --targets 0.1x 0.2x --modes soft --steps 40 --finetune-steps 40 --videos shared \
         --uniform "gated:p0.1(full)" "gated:p0.25(full)" --runs-dir runs/bench-static-v6 \
         --out benchmarks/results/search_static_budgets_v6.md
