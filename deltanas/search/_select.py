@@ -10,6 +10,7 @@ agreement (``SearchConfig.select_metric``).
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -47,8 +48,10 @@ SELECT_METRICS = ("fidelity", "top1", "dense", "miou")
 
 
 def selection_rank(agreement: Agreement, metric: str) -> tuple[float, float]:
-    """How a candidate ranks: ``metric``, ties (top-1 moves in whole frames) broken by fidelity."""
-    return getattr(agreement, metric), agreement.fidelity
+    """How a candidate ranks: ``metric``, ties (top-1 moves in whole frames) broken by fidelity; an
+    undefined value (NaN: frames that never change) ranks last."""
+    return tuple(-math.inf if math.isnan(v) else v  # type: ignore[return-value]
+                 for v in (getattr(agreement, metric), agreement.fidelity))
 
 
 @torch.no_grad()

@@ -12,7 +12,8 @@ TINY = ["--videos", "bikes", "--max-frames", "48", "--eval-size", "64x128", "--f
 
 def test_search_on_the_real_teacher(tmp_path, capsys):
     code = main(["search", "--target", "0.3x", "--hard", "--steps", "3", "--warmup-steps", "1",
-                 "--finetune-steps", "2", "--adaptive-eval", "--name", "s", "--runs-dir", str(tmp_path), *TINY])
+                 "--finetune-steps", "2", "--adaptive-eval", "--select-metric", "dense", "--name", "s",
+                 "--runs-dir", str(tmp_path), *TINY])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "searched:" in out
@@ -22,6 +23,9 @@ def test_search_on_the_real_teacher(tmp_path, capsys):
     adaptive = summary["test_adaptive"]  # the same model with adaptive key frames at the key budget of K=4
     assert adaptive["key_frames"] <= adaptive["frames"] // 4 + 2 and adaptive["pooled"]["frames"] > 0
     assert "adaptive key frames" in out
+    selection = json.loads((tmp_path / "s" / "selection.json").read_text())
+    assert selection["metric"] == "dense" and selection["chosen"] == summary["chosen"]
+    assert selection["dense"][selection["chosen"]] == max(selection["dense"].values())
     arch = json.loads((tmp_path / "s" / "arch.json").read_text())
     assert arch["teacher"] == "efficientnet_lite0" and len(arch["layers"]) == 49
     # the exported architecture evaluates like any other

@@ -159,3 +159,6 @@ def test_selection_rank_breaks_ties_of_the_metric_by_fidelity():
     assert selection_rank(smooth, "fidelity") > selection_rank(sharp, "fidelity")
     assert selection_rank(sharp, "dense") > selection_rank(smooth, "dense")
     assert selection_rank(smooth, "top1") > selection_rank(sharp, "top1")  # equal top-1: fidelity decides
+    undefined = agreement(0.9, 0.9, float("nan"))  # frames that never changed: no fidelity
+    assert selection_rank(smooth, "top1") > selection_rank(agreement(0.8, 0.6, float("nan")), "top1")
+    assert selection_rank(undefined, "dense") > selection_rank(sharp, "dense")
