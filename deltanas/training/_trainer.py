@@ -115,7 +115,7 @@ def train(config: TrainConfig, run: RunDir, *, resume: bool = False, data: Video
         terms = loss_fn(batch)
         if not torch.isfinite(terms.total):
             run.log(f"loss is not finite at step {step}; stopped (checkpoint of step {step} kept)")
-            raise TrainingError(f"loss became {float(terms.total)} at step {step + 1}: lower --lr "
+            raise TrainingError(f"loss became {float(terms.total.detach())} at step {step + 1}: lower --lr "
                                 f"(the run folder keeps the last good checkpoint; --resume continues it)")
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
