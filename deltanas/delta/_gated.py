@@ -410,21 +410,18 @@ class Gated(StudentOp):
                 raise ArchError(f"operator {spec}: {op.name} cannot run inside gated (the students run on "
                                 f"patches of the input); use full, zero, lowrank, channel or depthwise")
 
-    @property
-    def expected_fraction(self) -> float:
-        """The active fraction the analytic MACs assume: p, or f, or 0.25 by default (for
-        ``gated:pP:run`` without f, the layer's bound: :meth:`fraction_for`)."""
-        if self.kind == "p" and self.calibrated is None:
-            return self.value  # type: ignore[return-value]
-        return self.calibrated if self.calibrated is not None else DEFAULT_EXPECTED_FRACTION
-
     def fraction_for(self, layer: LayerInfo) -> float:
-        """The active fraction of output units the analytic MACs assume on ``layer``. A running top-p
-        gate passes the top p of the *input* positions, and each touches up to ``ceil(k / s)`` output
-        positions per axis (9 for a 3 x 3 convolution): without a measured f its count is that upper
-        bound, so that it never under-reports (measured on real footage it spends less)."""
-        if not (self.running and self.kind == "p" and self.calibrated is None):
-            return self.expected_fraction
+        """The active fraction of output units the analytic MACs assume on ``layer``: f when given, p for
+        a top-p gate, else 0.25. A running top-p gate passes the top p of the *input* positions, and each
+        touches up to ``ceil(k / s)`` output positions per axis (9 for a 3 x 3 convolution): without a
+        measured f its count is that upper bound, so that it never under-reports (measured on real
+        footage it spends less)."""
+        if self.calibrated is not None:
+            return self.calibrated
+        if self.kind != "p":
+            return DEFAULT_EXPECTED_FRACTION
+        if not self.running:
+            return self.value  # type: ignore[return-value]
         passed = active_units(self.value, layer.in_hw[0] * layer.in_hw[1])  # type: ignore[arg-type]
         reach = math.prod(math.ceil((d * (k - 1) + 1) / s)
                           for k, s, d in zip(layer.kernel, layer.stride, layer.dilation))
