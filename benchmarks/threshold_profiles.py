@@ -23,11 +23,11 @@ import argparse
 import time
 from pathlib import Path
 
-from deltanas.analysis import evaluate, keyframe_groups
+from deltanas.analysis import evaluate
 from deltanas.delta import convert
 from deltanas.search import SearchConfig
 from deltanas.search._searcher import _CALIBRATION_GROUPS, _SELECTION_GROUPS
-from deltanas.search._uniform import uniform_for_budget, uniform_threshold_for_budget
+from deltanas.search._uniform import calibration_groups, uniform_for_budget, uniform_threshold_for_budget
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
 
@@ -56,8 +56,7 @@ def main() -> None:
     fraction = args.delta if args.delta is not None else (args.per_frame * k - 1) / (k - 1)
     target = fraction * teacher_macs  # per delta frame
     selection = data.selection_clips(k, _SELECT_GROUPS, _SELECTION_GROUPS * _SELECT_GROUPS)
-    groups = [g for _, frames in selection
-              for i, g in enumerate(keyframe_groups(frames, k)) if i < _CALIBRATION_GROUPS and len(g) > 1]
+    groups = calibration_groups(selection, k, _CALIBRATION_GROUPS)
     asked = f"--delta {args.delta:g}" if args.delta is not None else f"--per-frame {args.per_frame:g}"
     rows = [f"Target {fraction:.3g}x of the teacher per delta frame ({target / 1e6:.0f} MMACs; K={k}); calibrated on "
             f"{len(groups)} groups of the selection frames, scored on up to {_SELECT_GROUPS} groups per selection clip "

@@ -7,9 +7,9 @@ of the three clips it never saw (bottle, car, one-by-one). Needs ``../shared/vid
 Prints table rows: footage | MMACs/frame | speed-up | fidelity | top-1 % | dense % | frames.
 """
 import glob
-from deltanas.analysis import evaluate, keyframe_groups
+from deltanas.analysis import evaluate
 from deltanas.delta import convert
-from deltanas.search._uniform import uniform_threshold_for_budget
+from deltanas.search._uniform import calibration_groups, uniform_threshold_for_budget
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
 
@@ -23,7 +23,7 @@ k, size = cal_cfg.keyframe_interval, cal_cfg.eval_size
 probe = convert(teacher, "full", input_hw=size)
 layers, linear = probe.layer_infos(size)
 target = (0.39 * k - 1) / (k - 1) * probe.cost(size).teacher_macs
-groups = [g for _, f in cal.val_clips() for i, g in enumerate(keyframe_groups(f, k)) if i < 2 and len(g) > 1]
+groups = calibration_groups(cal.val_clips(), k, 2)
 arch, macs = uniform_threshold_for_budget(teacher, layers, linear, target, 0.03, groups, size, "w", 0.25)
 print("calibrated on ASL:", next(iter(arch.layers.values())), flush=True)
 model = convert(teacher, arch, input_hw=size)

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
 from .._run import RunDir
-from ..analysis import EvalResult, evaluate, evaluate_adaptive, keyframe_groups
+from ..analysis import EvalResult, evaluate, evaluate_adaptive
 from ..analysis.plots import plot_arch_choice
 from ..delta import Arch, CostReport, DeltaModel, SearchSpace, convert
 from ..errors import TrainingError
@@ -22,7 +22,7 @@ from ._budget import Budget
 from ._config import SearchConfig
 from ._derive import fit_to_budget
 from ._select import SELECT_METRICS, candidate_choices, select_on_frames, selection_rank
-from ._uniform import uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
+from ._uniform import calibration_groups, uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
 from ._distributed import DistContext, init_distributed
 from ._penalty import make_penalty
 from ._sensitivity import layer_sensitivity, logits_for_budget
@@ -134,10 +134,8 @@ def _uniform_candidates(supernet: Supernet, config: SearchConfig, clips: list[tu
         return {}
     found = {"top-p": uniform_for_budget(template, supernet.layers, supernet.linear_macs, target, config.tolerance)}
     if config.threshold_candidate and not config.hard:
-        k = config.data.keyframe_interval
-        per_clip = min(config.select_groups, _CALIBRATION_GROUPS)
-        groups = [g for _, frames in clips
-                  for i, g in enumerate(keyframe_groups(frames, k)) if i < per_clip and len(g) > 1]
+        groups = calibration_groups(clips, config.data.keyframe_interval,
+                                    min(config.select_groups, _CALIBRATION_GROUPS))
         for kind, gate, profile in _THRESHOLD_CANDIDATES:
             found[kind] = uniform_threshold_for_budget(supernet.teacher, supernet.layers, supernet.linear_macs,
                                                        target, config.tolerance, groups, config.data.eval_size,

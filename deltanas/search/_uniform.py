@@ -17,11 +17,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..analysis import GatedSpend
+from ..analysis import GatedSpend, keyframe_groups
 from ..delta import Arch, LayerInfo, convert
 from ..errors import ArchError
 
-__all__ = ["uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
+__all__ = ["calibration_groups", "uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
 
 # (template, template with the measured fraction, (value spending the most, value spending the least))
 # per calibrated gate: the frame-relative threshold; against a running reference (deltanas.delta.RunningGatedDelta)
@@ -69,6 +69,14 @@ def uniform_for_budget(template: str, layers: Sequence[LayerInfo], linear_macs: 
     except ArchError:
         return None
     return (arch, macs) if macs >= (1 - tolerance) * target else None
+
+
+def calibration_groups(clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int,
+                       per_clip: int) -> list[torch.Tensor]:
+    """The first ``per_clip`` key-frame groups of each clip (those with a delta frame), float (T, 3, H, W):
+    the frames a threshold is calibrated on."""
+    return [g for _, frames in clips
+            for i, g in enumerate(keyframe_groups(frames, keyframe_interval)) if i < per_clip and len(g) > 1]
 
 
 @torch.no_grad()
