@@ -36,6 +36,9 @@ class Agreement:
     feature_error: float  # sum|f_hat - f|^2 / sum|f|^2 on the last feature map
     flicker: float  # share of consecutive frame pairs whose top-1 changes, delta model minus teacher
     by_distance: dict[int, dict[str, float]] = field(default_factory=dict)  # distance -> top1, fidelity
+    # share of frames whose teacher class is the key frame's: the top-1 of reusing the key frame on the
+    # same frames, what top-1 starts from (frames whose class never changes cannot rank models by top-1)
+    reuse_top1: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +51,7 @@ class AgreementMeter:
         self.num_classes = num_classes
         self.frames = 0
         self.top1_hits = 0
+        self.reuse_hits = 0
         self.dense_hits = 0
         self.positions = 0
         self.intersection = torch.zeros(num_classes, dtype=torch.float64)
@@ -80,6 +84,7 @@ class AgreementMeter:
         hits = int((cls == cls_hat).sum())
         self.frames += t - 1
         self.top1_hits += hits
+        self.reuse_hits += int((cls == y_key.argmax(1)).sum())
         self.err_sq += float(err.sum())
         self.delta_sq += float(delta.sum())
         dense_hits, positions = 0, 0
@@ -125,4 +130,5 @@ class AgreementMeter:
                 d: {"frames": n, "top1": hits / n, "fidelity": 1.0 - e / s if s > 0 else nan}
                 for d, (n, hits, e, s) in sorted(self.per_distance.items())
             },
+            reuse_top1=self.reuse_hits / self.frames if self.frames else nan,
         )

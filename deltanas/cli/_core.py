@@ -156,7 +156,8 @@ def _print_summary(where, model, test, k: "int | float", size: tuple[int, int], 
             f"the teacher's {cost.teacher_macs / 1e6:.1f})")
     if test is not None:
         a = test.pooled
-        line += (f"; held-out: top-1 {100 * a.top1:.1f}%, dense {100 * a.dense:.1f}%, mIoU {100 * a.miou:.1f}%, "
+        line += (f"; held-out: top-1 {100 * a.top1:.1f}% (key-frame reuse {100 * a.reuse_top1:.1f}%), "
+                 f"dense {100 * a.dense:.1f}%, mIoU {100 * a.miou:.1f}%, "
                  f"fidelity {a.fidelity:.3f} ({a.frames} delta frames)")
     print(line)
 
@@ -196,7 +197,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         for name, a in result.per_clip.items():
-            print(f"  {name:24s} top-1 {100 * a.top1:5.1f}%  dense {100 * a.dense:5.1f}%  "
+            print(f"  {name:24s} top-1 {100 * a.top1:5.1f}% (reuse {100 * a.reuse_top1:5.1f}%)  "
+                  f"dense {100 * a.dense:5.1f}%  "
                   f"mIoU {100 * a.miou:5.1f}%  fidelity {a.fidelity:6.3f}  ({a.frames} frames)")
         _print_summary(args.model or args.arch, model, result, k, config.eval_size, adaptive=args.adaptive)
     return 0

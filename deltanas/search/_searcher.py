@@ -108,9 +108,12 @@ def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: Video
     if run is not None:
         frames = {name: min(len(f), k * config.select_groups) for name, f in clips}
         scores = {m: {label: getattr(a, m) for label, a in results.items()} for m in SELECT_METRICS}
-        run.write_json(run.path / "selection.json", {"chosen": best, "metric": metric, **scores, "frames": frames})
+        reuse_top1 = results[best].reuse_top1  # the same frames for every candidate
+        run.write_json(run.path / "selection.json", {"chosen": best, "metric": metric, **scores,
+                                                     "reuse_top1": reuse_top1, "frames": frames})
         run.log(f"selection on {sum(frames.values())} frames ({len(frames)} clips) by {metric}: {best} "
-                f"({metric} {scores[metric][best]:.3f}; logits {scores[metric]['logits']:.3f})")
+                f"({metric} {scores[metric][best]:.3f}; logits {scores[metric]['logits']:.3f}; "
+                f"key-frame reuse has top-1 {reuse_top1:.3f} there)")
     return derived
 
 
@@ -351,7 +354,9 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derive
     line = (f"searched: {per_frame / 1e6:.1f} MMACs/frame at K={k} ({summary['speedup']:.2f}x), "
             f"delta frame {delta_macs / 1e6:.1f}M = {delta_macs / budget.delta_macs:.3f} x target")
     if test is not None:
-        line += f"; held-out top-1 {100 * test.pooled.top1:.1f}%, dense {100 * test.pooled.dense:.1f}%"
+        a = test.pooled
+        line += (f"; held-out top-1 {100 * a.top1:.1f}% (key-frame reuse {100 * a.reuse_top1:.1f}%), "
+                 f"dense {100 * a.dense:.1f}%")
     if measured is not None and measured.delta_macs != round(delta_macs):
         line += f" (spent there: {measured.per_frame(k) / 1e6:.1f} MMACs/frame, {measured.speedup(k):.2f}x)"
     if adaptive is not None:

@@ -25,13 +25,14 @@ __all__ = ["calibration_groups", "uniform_gated_template", "uniform_for_budget",
 
 # (template, template with the measured fraction, (value spending the most, value spending the least))
 # per calibrated gate: the frame-relative threshold; against a running reference (deltanas.delta.RunningGatedDelta)
-# the thresholds relative to the key frame's input, and the top-p fraction of the input positions, whose
-# receptive fields touch more outputs than p (the touched fraction is measured like a threshold's)
+# the thresholds relative to the key frame's input (a, w), the frame-relative one (r), and the top-p fraction
+# of the input positions, whose receptive fields touch more outputs than p (measured like a threshold's)
 THRESHOLD_GATES = {
     "t": ("gated:t{}(full)", "gated:t{}:f{}(full)", (0.01, 50.0)),
     "a": ("gated:a{}:run(full)", "gated:a{}:run:f{}(full)", (1e-3, 5.0)),
     "w": ("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0)),
     "p": ("gated:p{}:run(full)", "gated:p{}:run:f{}(full)", (1.0, 1e-4)),
+    "r": ("gated:t{}:run(full)", "gated:t{}:run:f{}(full)", (0.01, 50.0)),
 }
 
 _GRID = 10_000  # fractions are searched in steps of 1e-4
@@ -85,8 +86,8 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
                                  gate: str = "t", profile: float = 0.0,
                                  iterations: int = 14) -> tuple[Arch, float] | None:
     """A threshold gate everywhere (``gate`` a key of ``THRESHOLD_GATES``: ``t`` the frame-relative one,
-    ``gated:tT(full)``; or ``p``, the running top-p fraction, whose touched outputs are measured the same
-    way), T found by a bracketed search in log scale (at most ``iterations`` runs over
+    ``gated:tT(full)``; ``a``, ``w``, ``r`` the thresholds against a running reference; or ``p``, the
+    running top-p fraction, whose touched outputs are measured the same way), T found by a bracketed search in log scale (at most ``iterations`` runs over
     ``groups`` after the two ends) so that the MACs it spends on ``groups`` (float (T, 3, H, W)
     key-frame groups at the search's size) land in ``[(1 - tolerance / 4) x target, target]``, or at
     least in ``[(1 - tolerance) x target, target]``.

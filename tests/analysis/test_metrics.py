@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from deltanas.analysis import AgreementMeter
+from deltanas.analysis import AgreementMeter, evaluate
+from deltanas.delta import convert
+from deltanas.video import read_frames
 
 
 def _logits(classes):
@@ -20,6 +22,7 @@ def test_hand_computed_group():
     a = meter.result()
     assert a.frames == 3  # the key frame is left out
     assert a.top1 == pytest.approx(2 / 3)
+    assert a.reuse_top1 == 0.0  # no delta frame keeps the key frame's class 0
     # errors: frame 2 differs by 2 entries of size 2 -> 8; deltas from key: 8 per changed frame
     assert a.fidelity == pytest.approx(1 - 8 / 24)
     assert a.by_distance[2]["top1"] == 0.0 and a.by_distance[1]["top1"] == 1.0
@@ -65,3 +68,19 @@ def test_ratio_of_sums_not_mean_of_ratios():
     expected = 1 - (1e-6 + 1.0) / (1e-6 + 100.0)
     assert m.result().fidelity == pytest.approx(expected)
     assert not math.isnan(m.result().fidelity)
+
+
+def test_reuse_top1_counts_the_frames_that_keep_the_key_frames_class():
+    meter = AgreementMeter(5)
+    meter.update(_logits([2, 2, 1, 2]), _logits([2, 1, 1, 1]))
+    meter.update(_logits([0, 0]), _logits([0, 0]))
+    a = meter.result()
+    assert a.reuse_top1 == pytest.approx(3 / 4) and a.top1 == pytest.approx(2 / 4)
+
+
+def test_reuse_top1_is_what_reusing_the_key_frame_scores_on_real_footage(lite0):
+    clips = [("bikes", read_frames("bikes", (64, 96), max_frames=24))]
+    reuse = evaluate(convert(lite0, "zero", input_hw=(64, 96)), clips, 8, progress=False).pooled
+    exact = evaluate(convert(lite0, "full", input_hw=(64, 96)), clips, 8, progress=False).pooled
+    assert reuse.top1 == reuse.reuse_top1 < 1.0  # the class changes on some frames of this clip
+    assert exact.top1 == 1.0 and exact.reuse_top1 == reuse.reuse_top1

@@ -16,7 +16,7 @@ def test_search_on_the_real_teacher(tmp_path, capsys):
                  "--runs-dir", str(tmp_path), *TINY])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "searched:" in out
+    assert "searched:" in out and "(key-frame reuse " in out
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert 0.97 <= summary["delta_over_target"] <= 1.0
     assert len(summary["layers"]) == 49 and summary["test"]["frames"] > 0

@@ -70,7 +70,8 @@ def test_search_records_the_uniform_candidate_in_its_selection(tmp_path):
 
 
 # (each layer's written fraction is rounded up to whole units: a few percent on this small network)
-@pytest.mark.parametrize("gate,prefix,rel", [("t", "gated:t", 0.05), ("w", "gated:w", 0.1), ("p", "gated:p", 0.1)])
+@pytest.mark.parametrize("gate,prefix,rel", [("t", "gated:t", 0.05), ("w", "gated:w", 0.1), ("p", "gated:p", 0.1),
+                                                   ("r", "gated:t", 0.1)])
 def test_threshold_is_calibrated_to_the_budget_on_the_given_frames(gate, prefix, rel):
     teacher = TinyTeacher()
     supernet = build_supernet(teacher, SearchSpace.load("default"), TINY_DATA.eval_size)
@@ -85,6 +86,7 @@ def test_threshold_is_calibrated_to_the_budget_on_the_given_frames(gate, prefix,
     assert 0.95 * 0.1 * full <= macs <= 0.1 * full
     thresholds = {spec.split(":f")[0] for spec in arch.layers.values()}
     assert len(thresholds) == 1 and thresholds.pop().startswith(prefix)
+    assert all((":run:" in spec) == (gate != "t") for spec in arch.layers.values())
     # the written fractions are what the gates did on those frames: measured MACs equal the analytic ones
     model = convert(teacher, arch, input_hw=TINY_DATA.eval_size)
     result = evaluate(model, [("val", clip) for clip in data.val], 4, progress=False)
@@ -141,7 +143,7 @@ def test_selection_ranks_by_the_metric_the_user_names(tmp_path):
     search(config, RunDir.create("s", tmp_path, resume=False), data=tiny_data(TINY_DATA), teacher=TinyTeacher(),
            progress=False)
     selection = json.loads((tmp_path / "s" / "selection.json").read_text())
-    assert selection["metric"] == "dense"
+    assert selection["metric"] == "dense" and 0.0 <= selection["reuse_top1"] <= 1.0
     labels = set(selection["fidelity"])
     assert len(labels) >= 3 and all(set(selection[m]) == labels for m in ("top1", "dense", "miou"))
     # the most dense agreement wins; among equals (it moves in whole positions) the best fidelity
