@@ -93,6 +93,8 @@ for DELTA in 0.1 0.2; do
     $PY benchmarks/threshold_profiles.py --videos bundled --delta $DELTA --gates top-p:0 t:0 t:-0.5 w:0.25 w:0 p:0 \
         --out benchmarks/results/threshold_profiles_bundled_${DELTA}x.md
 done
+$PY benchmarks/threshold_profiles.py --videos bundled --delta 0.1 --gates r:0 r:0.25 \
+    --out benchmarks/results/threshold_profiles_bundled_0.1x_running_relative.md
 $PY -m deltanas search --target 0.1x --steps 40 --warmup-steps 10 --finetune-steps 40 --select-metric top1 \
     --runs-dir runs/bench-search-v6 --name search-0.1x-top1 --no-progress
 if [ -d ../shared/video ]; then

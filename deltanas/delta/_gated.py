@@ -9,6 +9,10 @@ Spec: ``gated:GATE[:run][:bB][:fF](OP[,REST])``, the arguments in this order:
   norm, which lets a frame that barely changed (sensor noise) cost nothing; ``wA`` the same with each
   input channel weighted by its share of the layer's weight (squared column norm, mean 1), so that
   the gate measures the change a position makes to the output rather than to the input.
+  ``changed`` (with ``run`` only): every input position whose change is not zero, exact. Behind a gated
+  layer a change is sparse already; testing it takes comparisons, not multiplies (a sparse
+  implementation reads the mask the layer before wrote), so this gate adds no MACs: what a depthwise
+  convolution, whose threshold costs nearly as much as the convolution, is offered.
 * ``run``: a running reference per position (DeltaCNN, Parger et al. 2022) instead of the key frame:
   see :class:`RunningGatedDelta`.
 * ``bB``: gate ``B x B`` blocks of output positions instead of single positions (``B >= 2``).
@@ -75,10 +79,22 @@ class _WeightedNormGate(ThresholdGate):
         return 2 * super().macs(layer)
 
 
+class _ChangedGate(ThresholdGate):
+    """Stands for the ``changed`` gate of a running reference: a nonzero test, no multiplies."""
+
+    def __init__(self, t: float = 0.0) -> None:
+        super().__init__(0.0)
+
+    @classmethod
+    def macs(cls, layer: LayerInfo) -> int:
+        return 0
+
+
 # the gates of a running reference (the decision itself is RunningGatedDelta's: on input positions)
 _RUNNING_GATES: dict[str, type[Gate]] = {"p": TopPGate, "t": ThresholdGate, "a": ThresholdGate,
-                                         "w": _WeightedNormGate}
-_FORM = "write gated:GATE[:run][:bB][:fF](OP[,REST]) with GATE one of pP, tT, learned (or aA, wA with run)"
+                                         "w": _WeightedNormGate, "c": _ChangedGate}
+_FORM = ("write gated:GATE[:run][:bB][:fF](OP[,REST]) with GATE one of pP, tT, learned (or aA, wA, changed "
+         "with run)")
 
 
 class GatedDelta(nn.Module):
@@ -226,7 +242,7 @@ class RunningGatedDelta(GatedDelta):
 
     The gate decides on input positions (``pP`` top fraction, ``tT`` relative to the frame's mean of
     ``||d||``, ``aA`` relative to the key frame's mean per-position input norm, ``wA`` as ``a`` with
-    the channels weighted by ``channel_weight``); an output position
+    the channels weighted by ``channel_weight``, ``changed`` wherever ``d`` is not zero); an output position
     is computed when its receptive field holds a passed position, and those are what the MACs count,
     with the gate's norm (the key frame's norm for ``a``/``w``, once per key frame, is not counted).
     Frames run in order: in a group (``run_group``) and in a stream (``step``, whose state the key
@@ -261,6 +277,8 @@ class RunningGatedDelta(GatedDelta):
     def _input_mask(self, d: torch.Tensor, key_norm: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) 0/1: the input positions whose change passes the gate."""
         sq = self._squared_norm(d)
+        if self.kind == "c":
+            return (sq > 0).to(d.dtype)[:, None]
         if self.kind == "p":
             flat = sq.flatten(1)
             k = active_units(self.value, flat.shape[1])
@@ -270,11 +288,16 @@ class RunningGatedDelta(GatedDelta):
         scale = norm.mean(dim=(1, 2)) if self.kind == "t" else key_norm
         return (norm > self.value * scale[:, None, None]).to(d.dtype)[:, None]
 
-    def _propagate(self, d: torch.Tensor, key_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One frame: the passed part of ``d`` and the output update it makes."""
+    def _propagate(self, dx: torch.Tensor, ref: torch.Tensor,
+                   key_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame's change since the key frame ``dx`` against the reference ``ref``: the new reference
+        (``dx`` where the gate passed: exactly, so an unchanged position stays at zero change) and the
+        output update the passed part makes."""
+        d = dx - ref
         hw = tuple(d.shape[-2:])
         layer = self.layer if hw == self.layer.in_hw else self.layer.with_input(hw)  # type: ignore[arg-type]
-        passed = d * self._input_mask(d, key_norm)
+        mask = self._input_mask(d, key_norm)
+        passed = d * mask
         touched = (pool_to_units(passed.abs().amax(dim=1), layer, 1, 0.0, self.padding_mode) > 0)
         self._counts.append(touched.sum(dim=(1, 2)))
         self._layer = layer
@@ -284,9 +307,9 @@ class RunningGatedDelta(GatedDelta):
             pads = (pw, pw, ph, ph)
             padded = F.pad(passed, pads) if self.padding_mode == "zeros" else \
                 F.pad(passed, pads, mode=self.padding_mode)
-        mask = touched.to(d.dtype)
-        update = self._sparse(padded, mask, layer) if self.sparse else self._dense(padded, mask, layer)
-        return passed, update
+        out_mask = touched.to(d.dtype)
+        update = self._sparse(padded, out_mask, layer) if self.sparse else self._dense(padded, out_mask, layer)
+        return torch.where(mask > 0, dx, ref), update
 
     def _key_norm(self, x_key: torch.Tensor) -> torch.Tensor:
         return self._squared_norm(x_key).sqrt().mean(dim=(1, 2))
@@ -304,8 +327,7 @@ class RunningGatedDelta(GatedDelta):
         ref = torch.zeros_like(dx[:, 0])
         total, outs = None, []
         for t in range(dx.shape[1]):
-            passed, update = self._propagate(dx[:, t] - ref, key_norm)
-            ref = ref + passed
+            ref, update = self._propagate(dx[:, t], ref, key_norm)
             total = update if total is None else total + update
             outs.append(total)
         self._finish()
@@ -321,8 +343,8 @@ class RunningGatedDelta(GatedDelta):
         outs = []
         for frame in dx.split(1):
             ref, total = self._state if self._state is not None else (torch.zeros_like(frame), None)
-            passed, update = self._propagate(frame - ref, key_norm)
-            self._state = (ref + passed, update if total is None else total + update)
+            ref, update = self._propagate(frame, ref, key_norm)
+            self._state = (ref, update if total is None else total + update)
             outs.append(self._state[1])
         self._finish()
         return torch.cat(outs)
@@ -367,16 +389,19 @@ class Gated(StudentOp):
         super().__init__(spec)
         args = list(spec.args)
         gate = args.pop(0)
-        self.kind = "learned" if gate == "learned" else gate[:1]
+        self.kind = {"learned": "learned", "changed": "c"}.get(gate, gate[:1])
         self.running = bool(args) and args[0] == "run"
         if self.running:
             args.pop(0)
         if self.running and self.kind == "learned":
-            raise ArchError(f"operator {spec}: a running reference takes the gates p, t, a or w, not learned")
-        if self.kind not in (_RUNNING_GATES if self.running else _GATES):
-            hint = f" (the gate {self.kind} needs run: gated:{gate}:run(OP))" if self.kind in _RUNNING_GATES else ""
+            raise ArchError(f"operator {spec}: a running reference takes the gates p, t, a, w or changed, "
+                            f"not learned")
+        misspelt = self.kind == "c" and gate != "changed"
+        if misspelt or self.kind not in (_RUNNING_GATES if self.running else _GATES):
+            name, needs_run = ("changed" if self.kind == "c" else self.kind), self.kind in _RUNNING_GATES
+            hint = f" (the gate {name} needs run: gated:{gate}:run(OP))" if needs_run and not misspelt else ""
             raise ArchError(f"operator {spec}: unknown gate {gate!r}{hint}; {_FORM}")
-        self.value: float | None = None
+        self.value: float | None = 0.0 if self.kind == "c" else None
         if self.kind == "p":
             self.value = _fraction(spec, gate[1:], "the fraction p")
             if self.value > 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -23,16 +23,30 @@ from ..errors import ArchError
 
 __all__ = ["calibration_groups", "uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
 
-# (template, template with the measured fraction, (value spending the most, value spending the least))
-# per calibrated gate: the frame-relative threshold; against a running reference (deltanas.delta.RunningGatedDelta)
-# the thresholds relative to the key frame's input (a, w), the frame-relative one (r), and the top-p fraction
-# of the input positions, whose receptive fields touch more outputs than p (measured like a threshold's)
+class CalibratedGate(NamedTuple):
+    """A gate that :func:`uniform_threshold_for_budget` calibrates: its spec with the value, and with the
+    value and the measured fraction; (the value spending the most, the value spending the least); and
+    optionally what depthwise layers get instead (with their measured fraction: they take no value)."""
+
+    template: str
+    calibrated: str
+    values: tuple[float, float]
+    depthwise: str | None = None
+
+
+# Per calibrated gate: the frame-relative threshold (t); against a running reference (deltanas.delta.
+# RunningGatedDelta) the thresholds relative to the key frame's input (a, w), the frame-relative one (r), the
+# top-p fraction of the input positions, whose receptive fields touch more outputs than p (measured like a
+# threshold's), and w with the depthwise layers passing every change (wc: their threshold costs nearly what
+# they do, and behind a gated layer their input changes are sparse already)
 THRESHOLD_GATES = {
-    "t": ("gated:t{}(full)", "gated:t{}:f{}(full)", (0.01, 50.0)),
-    "a": ("gated:a{}:run(full)", "gated:a{}:run:f{}(full)", (1e-3, 5.0)),
-    "w": ("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0)),
-    "p": ("gated:p{}:run(full)", "gated:p{}:run:f{}(full)", (1.0, 1e-4)),
-    "r": ("gated:t{}:run(full)", "gated:t{}:run:f{}(full)", (0.01, 50.0)),
+    "t": CalibratedGate("gated:t{}(full)", "gated:t{}:f{}(full)", (0.01, 50.0)),
+    "a": CalibratedGate("gated:a{}:run(full)", "gated:a{}:run:f{}(full)", (1e-3, 5.0)),
+    "w": CalibratedGate("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0)),
+    "p": CalibratedGate("gated:p{}:run(full)", "gated:p{}:run:f{}(full)", (1.0, 1e-4)),
+    "r": CalibratedGate("gated:t{}:run(full)", "gated:t{}:run:f{}(full)", (0.01, 50.0)),
+    "wc": CalibratedGate("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0),
+                         "gated:changed:run:f{}(full)"),
 }
 
 _GRID = 10_000  # fractions are searched in steps of 1e-4
@@ -86,8 +100,9 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
                                  gate: str = "t", profile: float = 0.0,
                                  iterations: int = 14) -> tuple[Arch, float] | None:
     """A threshold gate everywhere (``gate`` a key of ``THRESHOLD_GATES``: ``t`` the frame-relative one,
-    ``gated:tT(full)``; ``a``, ``w``, ``r`` the thresholds against a running reference; or ``p``, the
-    running top-p fraction, whose touched outputs are measured the same way), T found by a bracketed search in log scale (at most ``iterations`` runs over
+    ``gated:tT(full)``; ``a``, ``w``, ``r`` the thresholds against a running reference, ``wc`` as ``w``
+    with the depthwise layers passing every change; or ``p``, the running top-p fraction, whose touched
+    outputs are measured the same way), T found by a bracketed search in log scale (at most ``iterations`` runs over
     ``groups`` after the two ends) so that the MACs it spends on ``groups`` (float (T, 3, H, W)
     key-frame groups at the search's size) land in ``[(1 - tolerance / 4) x target, target]``, or at
     least in ``[(1 - tolerance) x target, target]``.
@@ -103,9 +118,11 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     layer carries (measured on static cameras: BENCHMARKS.md section 6e).
     Returns ``(arch, analytic delta-frame MACs)`` or None when no threshold lands in the band.
     """
-    template, calibrated, (most, least) = THRESHOLD_GATES[gate]
-    model = convert(teacher, Arch.uniform(template.format(most)), input_hw=input_hw)
-    names = list(GatedSpend(model).layers)
+    template, calibrated, (most, least), depthwise = THRESHOLD_GATES[gate]
+    fixed = {i.name: depthwise for i in layers if i.is_depthwise} if depthwise else {}
+    model = convert(teacher, Arch(layers={name: spec.format(1) for name, spec in fixed.items()},
+                                  default=template.format(most)), input_hw=input_hw)
+    names = [name for name in GatedSpend(model).layers if name not in fixed]
     if not names or not groups:
         return None
     model.eval()
@@ -125,7 +142,8 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
             setattr(spend.layers[name].gate, "p" if gate == "p" else "t", value)
         for group in groups:
             spend.forward_group(group)
-        arch = Arch(layers={name: calibrated.format(f"{values[name]:g}", f"{max(f, 1e-4):.4g}")
+        arch = Arch(layers={name: fixed[name].format(f"{max(f, 1e-4):.4g}") if name in fixed else
+                            calibrated.format(f"{values[name]:g}", f"{max(f, 1e-4):.4g}")
                             for name, f in spend.fractions().items()}, default="full")
         ops = arch.resolve(layers)
         return arch, float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)

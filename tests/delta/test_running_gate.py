@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from deltanas.delta import Arch, RunningGatedDelta, convert, gated_layers, make_op, parse_op
+from deltanas.delta._gates import ThresholdGate
 from deltanas.errors import ArchError
 
 from ._helpers import rand, randn, seeded_
@@ -29,7 +30,8 @@ def moving_square(frames: int = 6, size: int = 16) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("text", ["gated:a0.1:run(full)", "gated:t1:run(full)", "gated:p0.25:run(lowrank:0.5)",
-                                  "gated:a0:run:f0.3(full)"])
+                                  "gated:a0:run:f0.3(full)", "gated:changed:run(full)",
+                                  "gated:changed:run:f0.2(full)"])
 def test_running_specs_round_trip(text):
     assert str(make_op(text)) == text and str(parse_op(text)) == text
 
@@ -37,13 +39,14 @@ def test_running_specs_round_trip(text):
 @pytest.mark.parametrize("text", ["gated:a0.1(full)",  # the key-relative gate needs run
                                   "gated:learned:run(full)", "gated:p0.25:run:b2(full)",
                                   "gated:t1:run(full,lowrank:0.5)", "gated:a-1:run(full)",
-                                  "gated:t1:b2:run(full)"])
+                                  "gated:t1:b2:run(full)", "gated:changed(full)", "gated:c0.5:run(full)"])
 def test_running_specs_refused(text):
     with pytest.raises(ArchError):
         make_op(text)
 
 
-@pytest.mark.parametrize("arch", ["gated:a0:run(full)", "gated:t0:run(full)", "gated:p1:run(full)"])
+@pytest.mark.parametrize("arch", ["gated:a0:run(full)", "gated:t0:run(full)", "gated:p1:run(full)",
+                                  "gated:changed:run(full)"])
 def test_gate_passing_everything_is_exact(arch):
     net, x = small_net(), randn(2, 5, 3, 16, 16, seed=4)
     out = convert(net, arch, input_hw=(16, 16)).forward_group(x)
@@ -75,6 +78,28 @@ def test_unchanged_frame_costs_nothing_with_key_relative_gate():
         assert m.last_active_fraction == 0
         assert m.last_macs == m.gate.macs(m.layer)  # only the gate's norm
     torch.testing.assert_close(out, net(x[0]), atol=1e-5, rtol=1e-5)
+
+
+def test_changed_gate_costs_no_macs_and_follows_the_sparse_changes_exactly():
+    """Behind a thresholded layer a depthwise conv's input changes at few positions: ``changed`` computes
+    exactly those (what the layer before passed, no spurious updates where nothing changed since) and
+    counts no gate."""
+    net, x = small_net(), moving_square(frames=6)
+    x[0, 4:] = x[0, 3]  # the square stops: the last two frames change nothing
+    arch = Arch(layers={"2": "gated:changed:run(full)"}, default="gated:a0.05:run(full)")
+    model = convert(net, arch, input_hw=(16, 16))
+    reference = convert(net, Arch(layers={"2": "gated:a0:run(full)"}, default="gated:a0.05:run(full)"),
+                        input_hw=(16, 16))
+    torch.testing.assert_close(model.forward_group(x), reference.forward_group(x), atol=1e-6, rtol=1e-6)
+    depthwise = gated_layers(model)["net.2.student"]
+    counts = depthwise._last[0]
+    assert counts[3:].sum() == 0 < counts[:3].min()  # nothing touched once the frames stop changing
+    assert 0 < depthwise.last_active_fraction < 0.5
+    assert depthwise.last_macs == pytest.approx(float(counts.float().mean()) * depthwise.unit_macs[0])
+    # analytic: a threshold of 0 at the same fraction, less its norm
+    layer = depthwise.layer
+    assert make_op("gated:changed:run:f0.25(full)").macs(layer) == \
+        make_op("gated:a0:run:f0.25(full)").macs(layer) - ThresholdGate.macs(layer) > 0
 
 
 def test_running_reference_recomputes_less_than_the_key_frame_reference():
