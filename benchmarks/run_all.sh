@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
-# About six and a quarter hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+# About seven and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -103,4 +103,20 @@ if [ -d ../shared/video ]; then
     $PY benchmarks/search_budgets.py --targets 0.1x 0.2x --modes soft --steps 40 --finetune-steps 40 --videos shared \
         --uniform "gated:p0.1(full)" "gated:p0.25(full)" --runs-dir runs/bench-static-v6 \
         --out benchmarks/results/search_static_budgets_v6.md
+fi
+# 10. depthwise layers passing every change (section 2f): the search at the three budgets again, its running
+#     candidate at 0.1x and 0.2x, the default search and --quick (timed), and the static cameras at 0.1x and 0.2x
+$PY benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --modes soft --steps 40 --finetune-steps 40 \
+    --uniform "gated:p0.1(full)" "gated:p0.25(full)" "gated:p0.35(full)" "gated:t1(full)" "gated:w0.1:run(full)" \
+    --runs-dir runs/bench-search-v7 --out benchmarks/results/search_budgets_v7.md
+for DELTA in 0.1 0.2; do
+    $PY benchmarks/threshold_profiles.py --videos bundled --delta $DELTA --gates wc:0.25 \
+        --out benchmarks/results/threshold_profiles_bundled_${DELTA}x_wc.md
+done
+/usr/bin/time -v $PY -m deltanas search --name default-v7 --no-progress 2> runs/default-v7.time
+$PY -m deltanas search --quick --name quick-v7 --no-progress
+if [ -d ../shared/video ]; then
+    $PY benchmarks/search_budgets.py --targets 0.1x 0.2x --modes soft --steps 40 --finetune-steps 40 --videos shared \
+        --uniform "gated:p0.1(full)" "gated:p0.25(full)" --runs-dir runs/bench-static-v7 \
+        --out benchmarks/results/search_static_budgets_v7.md
 fi

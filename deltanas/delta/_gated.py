@@ -11,8 +11,8 @@ Spec: ``gated:GATE[:run][:bB][:fF](OP[,REST])``, the arguments in this order:
   the gate measures the change a position makes to the output rather than to the input.
   ``changed`` (with ``run`` only): every input position whose change is not zero, exact. Behind a gated
   layer a change is sparse already; testing it takes comparisons, not multiplies (a sparse
-  implementation reads the mask the layer before wrote), so this gate adds no MACs: what a depthwise
-  convolution, whose threshold costs nearly as much as the convolution, is offered.
+  implementation reads the mask the layer before wrote), so this gate adds no MACs. The search's
+  running candidate gives it to the depthwise convolutions, whose threshold costs nearly what they do.
 * ``run``: a running reference per position (DeltaCNN, Parger et al. 2022) instead of the key frame:
   see :class:`RunningGatedDelta`.
 * ``bB``: gate ``B x B`` blocks of output positions instead of single positions (``B >= 2``).
@@ -80,10 +80,7 @@ class _WeightedNormGate(ThresholdGate):
 
 
 class _ChangedGate(ThresholdGate):
-    """Stands for the ``changed`` gate of a running reference: a nonzero test, no multiplies."""
-
-    def __init__(self, t: float = 0.0) -> None:
-        super().__init__(0.0)
+    """Stands for the ``changed`` gate of a running reference (threshold 0): a nonzero test, no multiplies."""
 
     @classmethod
     def macs(cls, layer: LayerInfo) -> int:
@@ -262,7 +259,8 @@ class RunningGatedDelta(GatedDelta):
         self._layer = layer  # the geometry of this call's frames
 
     def extra_repr(self) -> str:
-        return f"gate={self.kind}{self.value:g}, running reference, sparse={self.sparse}"
+        gate = "changed" if self.kind == "c" else f"{self.kind}{self.value:g}"
+        return f"gate={gate}, running reference, sparse={self.sparse}"
 
     @property
     def value(self) -> float:
