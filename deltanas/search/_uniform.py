@@ -37,8 +37,8 @@ class CalibratedGate(NamedTuple):
 # Per calibrated gate: the frame-relative threshold (t); against a running reference (deltanas.delta.
 # RunningGatedDelta) the thresholds relative to the key frame's input (a, w), the frame-relative one (r), the
 # top-p fraction of the input positions, whose receptive fields touch more outputs than p (measured like a
-# threshold's), and w with the depthwise layers passing every change (wc: their threshold costs nearly what
-# they do, and behind a gated layer their input changes are sparse already)
+# threshold's), and w and r with the depthwise layers passing every change (wc, rc: their threshold costs nearly
+# what they do, and behind a gated layer their input changes are sparse already)
 THRESHOLD_GATES = {
     "t": CalibratedGate("gated:t{}(full)", "gated:t{}:f{}(full)", (0.01, 50.0)),
     "a": CalibratedGate("gated:a{}:run(full)", "gated:a{}:run:f{}(full)", (1e-3, 5.0)),
@@ -46,6 +46,8 @@ THRESHOLD_GATES = {
     "p": CalibratedGate("gated:p{}:run(full)", "gated:p{}:run:f{}(full)", (1.0, 1e-4)),
     "r": CalibratedGate("gated:t{}:run(full)", "gated:t{}:run:f{}(full)", (0.01, 50.0)),
     "wc": CalibratedGate("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0),
+                         "gated:changed:run:f{}(full)"),
+    "rc": CalibratedGate("gated:t{}:run(full)", "gated:t{}:run:f{}(full)", (0.01, 50.0),
                          "gated:changed:run:f{}(full)"),
 }
 
@@ -100,12 +102,12 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
                                  gate: str = "t", profile: float = 0.0,
                                  iterations: int = 14) -> tuple[Arch, float] | None:
     """A threshold gate everywhere (``gate`` a key of ``THRESHOLD_GATES``: ``t`` the frame-relative one,
-    ``gated:tT(full)``; ``a``, ``w``, ``r`` the thresholds against a running reference, ``wc`` as ``w``
-    with the depthwise layers passing every change; or ``p``, the running top-p fraction, whose touched
-    outputs are measured the same way), T found by a bracketed search in log scale (at most
-    ``iterations`` runs over ``groups`` after the two ends) so that the MACs it spends on ``groups`` (float (T, 3, H, W)
-    key-frame groups at the search's size) land in ``[(1 - tolerance / 4) x target, target]``, or at
-    least in ``[(1 - tolerance) x target, target]``.
+    ``gated:tT(full)``; ``a``, ``w``, ``r`` the thresholds against a running reference, ``wc``, ``rc``
+    as ``w``, ``r`` with the depthwise layers passing every change; or ``p``, the running top-p fraction,
+    whose touched outputs are measured the same way), T found by a bracketed search in log scale (at
+    most ``iterations`` runs over ``groups`` after the two ends) so that the MACs it spends on ``groups``
+    (float (T, 3, H, W) key-frame groups at the search's size) land in
+    ``[(1 - tolerance / 4) x target, target]``, or at least in ``[(1 - tolerance) x target, target]``.
 
     A threshold adapts the fraction to each layer and frame, which measured better than one top-p
     fraction at equal MACs (BENCHMARKS.md section 2). Its MACs depend on the footage, so the
