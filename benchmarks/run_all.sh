@@ -111,7 +111,8 @@ $PY benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --modes soft --steps 
     --runs-dir runs/bench-search-v7 --out benchmarks/results/search_budgets_v7.md
 for PAIR in "gated:p0.1(full) 0.1x" "gated:p0.25(full) 0.2x" "gated:t1(full) 0.35x"; do
     set -- $PAIR
-    $PY -m deltanas compare "uniform:$1" runs/bench-search-v7/search-$2 --no-progress \
+    { echo "\$ deltanas compare \"uniform:$1\" runs/bench-search-v7/search-$2"
+      $PY -m deltanas compare "uniform:$1" runs/bench-search-v7/search-$2 --no-progress; } \
         > benchmarks/results/compare_v7_$2.txt
 done
 for DELTA in 0.1 0.2; do
