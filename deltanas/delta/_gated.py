@@ -274,9 +274,9 @@ class RunningGatedDelta(GatedDelta):
 
     def _input_mask(self, d: torch.Tensor, key_norm: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) 0/1: the input positions whose change passes the gate."""
+        if self.kind == "c":  # a nonzero test: no norm
+            return d.ne(0).any(dim=1, keepdim=True).to(d.dtype)
         sq = self._squared_norm(d)
-        if self.kind == "c":
-            return (sq > 0).to(d.dtype)[:, None]
         if self.kind == "p":
             flat = sq.flatten(1)
             k = active_units(self.value, flat.shape[1])

@@ -121,8 +121,8 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     Returns ``(arch, analytic delta-frame MACs)`` or None when no threshold lands in the band.
     """
     template, calibrated, (most, least), depthwise = THRESHOLD_GATES[gate]
-    fixed = {i.name: depthwise for i in layers if i.is_depthwise} if depthwise else {}
-    model = convert(teacher, Arch(layers={name: spec.format(1) for name, spec in fixed.items()},
+    fixed = {i.name for i in layers if i.is_depthwise} if depthwise else set()  # they take no value
+    model = convert(teacher, Arch(layers=dict.fromkeys(fixed, str(depthwise).format(1)),
                                   default=template.format(most)), input_hw=input_hw)
     names = [name for name in GatedSpend(model).layers if name not in fixed]
     if not names or not groups:
@@ -144,7 +144,7 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
             setattr(spend.layers[name].gate, "p" if gate == "p" else "t", value)
         for group in groups:
             spend.forward_group(group)
-        arch = Arch(layers={name: fixed[name].format(f"{max(f, 1e-4):.4g}") if name in fixed else
+        arch = Arch(layers={name: str(depthwise).format(f"{max(f, 1e-4):.4g}") if name in fixed else
                             calibrated.format(f"{values[name]:g}", f"{max(f, 1e-4):.4g}")
                             for name, f in spend.fractions().items()}, default="full")
         ops = arch.resolve(layers)
