@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
-# About seven and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+# About eight and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -126,3 +126,22 @@ if [ -d ../shared/video ]; then
         --uniform "gated:p0.1(full)" "gated:p0.25(full)" --runs-dir runs/bench-static-v7 \
         --out benchmarks/results/search_static_budgets_v7.md
 fi
+# 11. every key-frame phase (section 2g): the searches of step 10 and the manual designs around them, each
+#     evaluated with the grid of key frames at each of the K offsets, and the paired bootstraps again; the
+#     running candidate's variants tried at 0.1x first (negative profiles, a running top-p fraction)
+$PY benchmarks/threshold_profiles.py --videos bundled --delta 0.1 --gates wc:-0.25 wc:-0.5 pc:0 pc:0.25 wc:0 \
+    --out benchmarks/results/threshold_profiles_bundled_0.1x_more.md
+$PY benchmarks/keyframe_phases.py runs/bench-search-v7/search-0.1x "gated:p0.1(full)" --spread \
+    --out benchmarks/results/keyframe_phases_bundled_0.1x_spread.md
+$PY benchmarks/keyframe_phases.py runs/bench-search-v7/search-0.1x runs/bench-search-v7/search-0.2x \
+    runs/bench-search-v7/search-0.35x zero "gated:p0.1(full)" "gated:t3(full)" "gated:p0.15(full)" "gated:t2(full)" \
+    "gated:p0.25(full)" "gated:p0.35(full)" "gated:t1(full)" --out benchmarks/results/keyframe_phases_bundled.md
+B=runs/pareto-lite0/baselines  # the trained students of step 1
+$PY benchmarks/keyframe_phases.py $B/uniform-lowrank-0.0625 $B/uniform-subsample_lowrank-0.25 $B/uniform-lowrank-0.125 \
+    "subsample(full)" $B/uniform-lowrank-0.25 --out benchmarks/results/keyframe_phases_bundled_students.md
+for PAIR in "gated:p0.1(full) 0.1x" "gated:p0.25(full) 0.2x" "gated:t1(full) 0.35x"; do
+    set -- $PAIR
+    { echo "\$ deltanas compare --phases 8 \"uniform:$1\" runs/bench-search-v7/search-$2"
+      $PY -m deltanas compare --phases 8 "uniform:$1" runs/bench-search-v7/search-$2 --no-progress; } \
+        > benchmarks/results/compare_v7_phases_$2.txt
+done

@@ -9,7 +9,7 @@ Each ``GATE:PROFILE`` is what the search's calibrated candidates are (``deltanas
 ``t`` the frame-relative threshold against the key frame, ``w`` the weighted threshold against a
 running reference, ``r`` the frame-relative threshold against a running reference, ``wc`` and ``rc``
 those two with the depthwise layers passing every change (``wc`` is the search's), ``p`` the top-p
-fraction of the input positions against a running reference;
+fraction of the input positions against a running reference (``pc`` with changed depthwise layers);
 ``PROFILE`` scales each layer's value by its input stride (a positive one updates early layers more
 finely). ``top-p`` is the uniform top-p fraction against the key frame (analytic, not calibrated).
 Each is calibrated on two key-frame groups per selection clip so that it spends the budget

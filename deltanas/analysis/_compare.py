@@ -32,15 +32,24 @@ class Difference:
     high: float
     confidence: float
     b_better: float  # share of bootstrap samples in which b scored higher
-    groups: int
+    groups: int  # resampling units: key-frame groups, or K-frame windows with several phases
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def _sums(result: EvalResult) -> np.ndarray:
-    return np.array([[g.frames, g.top1_hits, g.dense_hits, g.positions, g.err_sq, g.delta_sq]
-                     for g in result.groups], dtype=np.float64)
+    """(units, 6): each resampling unit's sums. A unit is a key-frame group, or with several key-frame
+    phases (``evaluate(phases=...)``) the groups whose key frames fall in one K-frame window: they
+    overlap the same frames, so they are drawn together."""
+    sums = np.array([[g.frames, g.top1_hits, g.dense_hits, g.positions, g.err_sq, g.delta_sq]
+                     for g in result.groups], dtype=np.float64).reshape(-1, 6)
+    if not result.blocks:
+        return sums
+    units, index = np.unique(np.asarray(result.blocks), return_inverse=True)
+    pooled = np.zeros((len(units), 6))
+    np.add.at(pooled, index, sums)
+    return pooled
 
 
 def _metric(sums: np.ndarray, metric: str) -> np.ndarray:
@@ -59,7 +68,8 @@ def paired_bootstrap(a: EvalResult, b: EvalResult, metrics=METRICS, samples: int
     if unknown:
         raise ConfigError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
     sa, sb = _sums(a), _sums(b)
-    if len(sa) == 0 or sa.shape != sb.shape or not np.array_equal(sa[:, [0, 3]], sb[:, [0, 3]]):
+    if (len(sa) == 0 or sa.shape != sb.shape or a.blocks != b.blocks
+            or not np.array_equal(sa[:, [0, 3]], sb[:, [0, 3]])):
         raise ConfigError("paired_bootstrap: both results must come from the same clips and key frames "
                           f"({len(sa)} against {len(sb)} groups)")
     rng = np.random.default_rng(seed)

@@ -26,6 +26,9 @@ class EvalResult:
     frames: int = 0
     groups: tuple[GroupSums, ...] = ()  # per key-frame group, all clips in order (see ``compare``)
     gated_macs: dict[str, float] | None = None  # gated layers: measured MACs per delta frame, at the clips' size
+    # per group, the unit a bootstrap resamples: the K-frame window (of key frames at phase 0) that holds its
+    # key frame, numbered over all clips; groups of several phases share a window's unit
+    blocks: tuple[int, ...] = ()
 
     def cost(self, analytic: CostReport) -> CostReport:
         """``analytic`` (``model.cost(size)`` at the clips' size) with the gated layers' MACs as measured
@@ -41,13 +44,16 @@ class EvalResult:
 
 
 def keyframe_groups(frames: torch.Tensor, keyframe_interval: int,
-                    policy: KeyframePolicy | None = None) -> Iterator[torch.Tensor]:
-    """Groups ``[key, ...]`` as float32 (T, 3, H, W) in [0, 1]: every K frames, or where ``policy`` puts
-    the key frames (what :func:`~deltanas.delta.stream` would choose)."""
-    if policy is None:
+                    policy: KeyframePolicy | None = None, phase: int = 0) -> Iterator[torch.Tensor]:
+    """Groups ``[key, ...]`` as float32 (T, 3, H, W) in [0, 1]: every K frames from frame ``phase`` (the
+    frames before it one group), or where ``policy`` puts the key frames (what
+    :func:`~deltanas.delta.stream` would choose)."""
+    if policy is None and phase == 0:
         yield from iter_groups(frames, keyframe_interval)
         return
-    keys = policy.key_indices(frames) + [frames.shape[0]]
+    keys = (policy.key_indices(frames) if policy is not None
+            else sorted({0, *range(phase, frames.shape[0], keyframe_interval)}))
+    keys = [k for k in keys if k < frames.shape[0]] + [frames.shape[0]]
     for start, end in zip(keys[:-1], keys[1:]):
         yield frames[start:end].to(torch.float32).div_(255)
 
@@ -55,25 +61,35 @@ def keyframe_groups(frames: torch.Tensor, keyframe_interval: int,
 @torch.no_grad()
 def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int,
              *, progress: bool = True, max_groups: int | None = None,
-             policy: KeyframePolicy | None = None) -> EvalResult:
+             policy: KeyframePolicy | None = None, phases: int = 1) -> EvalResult:
     """Agreement on ``clips`` (name, uint8 frames (T,3,H,W)), in consecutive groups of K frames, or
     with key frames where ``policy`` (adaptive) puts them. Fidelity compares with reusing the key
-    frame under the same key frames; top-1 and dense agreement do not depend on them."""
+    frame under the same key frames; top-1 and dense agreement do not depend on them.
+
+    ``phases`` > 1 (at most K; fixed key frames only) pools the key frames at every K-th frame from each
+    of the offsets ``0 .. phases - 1`` (``max_groups`` per clip and phase): with ``phases = K`` every frame
+    is a delta frame at each distance from its key frame, and which frames the fixed grid made key
+    frames no longer decides the figures (on the bundled clips top-1 moved by up to 17 points with the
+    offset: BENCHMARKS.md section 2g)."""
     teacher = model.teacher
     if teacher is None:
         raise ConfigError("evaluation needs a classifier teacher (deltanas.teachers.Teacher)")
+    if not 1 <= phases <= keyframe_interval or (phases > 1 and policy is not None):
+        raise ConfigError(f"phases must be 1..K={keyframe_interval}, with fixed key frames only (got {phases})")
     model.eval()
     pooled = AgreementMeter(teacher.info.num_classes)
     per_clip: dict[str, Agreement] = {}
-    key_frames = frame_count = 0
+    blocks: list[int] = []
+    key_frames = frame_count = block_base = 0
     spend = GatedSpend(model)
-    total = sum(min(-(-len(f) // keyframe_interval), max_groups or 1 << 30) for _, f in clips)
+    total = sum(min(-(-(len(f) - phase) // keyframe_interval) + (phase > 0), max_groups or 1 << 30)
+                for _, f in clips for phase in range(phases))
     bar = tqdm(total=total, desc="evaluate", unit="group", disable=not progress, leave=False)
     for name, frames in clips:
         meter = AgreementMeter(teacher.info.num_classes)
-        for i, group in enumerate(keyframe_groups(frames, keyframe_interval, policy)):
-            if max_groups is not None and i >= max_groups:
-                break
+        for group, key in _groups(frames, keyframe_interval, policy, phases, max_groups):
+            if len(group) > 1:  # the meter keeps groups with a delta frame
+                blocks.append(block_base + key // keyframe_interval)
             key_frames, frame_count = key_frames + 1, frame_count + len(group)
             ref = model.teacher_forward(group)
             out = spend.forward_group(group)
@@ -89,10 +105,23 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
             pooled.update(**outputs)
             bar.update()
         per_clip[name] = meter.result()
+        block_base += -(-len(frames) // keyframe_interval)
     bar.close()
     interval = keyframe_interval if policy is None else policy.interval
     return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count, tuple(pooled.groups),
-                      spend.macs() or None)
+                      spend.macs() or None, tuple(blocks))
+
+
+def _groups(frames: torch.Tensor, keyframe_interval: int, policy: KeyframePolicy | None, phases: int,
+            max_groups: int | None) -> Iterator[tuple[torch.Tensor, int]]:
+    """``(group, index of its key frame)`` for each phase in turn, up to ``max_groups`` per phase."""
+    for phase in range(phases):
+        key = 0
+        for i, group in enumerate(keyframe_groups(frames, keyframe_interval, policy, phase)):
+            if max_groups is not None and i >= max_groups:
+                break
+            yield group, key
+            key += len(group)
 
 
 def evaluate_adaptive(model: DeltaModel, calibration: Sequence[torch.Tensor],

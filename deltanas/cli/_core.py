@@ -45,6 +45,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         "most, the threshold calibrated on the training split (at most --max-interval apart)")
     p.add_argument("--max-interval", type=int, default=None, metavar="N",
                    help="with --adaptive: the longest run between key frames (default 2K)")
+    p.add_argument("--phases", type=int, default=1, metavar="N",
+                   help="pool the key frames at each of the first N offsets (1..K; K: every frame is a delta "
+                        "frame at each distance), so the fixed grid's choice of key frames does not decide")
     add_data_options(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_evaluate)
@@ -57,6 +60,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=2000, help="bootstrap samples")
     p.add_argument("--seed", type=int, default=0, help="of the bootstrap")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--phases", type=int, default=1, metavar="N",
+                   help="pool the key frames at each of the first N offsets (1..K; K: every frame is a delta "
+                        "frame at each distance), so the fixed grid's choice of key frames does not decide")
     add_data_options(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_compare)
@@ -173,6 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config = data_config(args)
     if args.max_interval is not None and not args.adaptive:
         raise ConfigError("--max-interval goes with --adaptive")
+    if args.phases != 1 and args.adaptive:
+        raise ConfigError("--phases goes with fixed key frames, not --adaptive")
     data = load_video_data(config, need_train=args.adaptive)
     progress = not args.no_progress
     if args.adaptive:
@@ -180,8 +188,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                               max_interval=args.max_interval, progress=progress)
         k = result.effective_interval
     else:
-        result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=progress)
-        keyframes, k = {"policy": "fixed", "interval": config.keyframe_interval}, config.keyframe_interval
+        result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=progress,
+                          phases=args.phases)
+        keyframes = {"policy": "fixed", "interval": config.keyframe_interval, "phases": args.phases}
+        k = config.keyframe_interval
     cost = result.cost(model.cost(config.eval_size))
     report = {"macs_per_frame": cost.per_frame(k), "delta_macs": cost.delta_macs,
               "teacher_macs": cost.teacher_macs, "speedup": cost.speedup(k),
@@ -217,15 +227,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ns = argparse.Namespace(model=source if folder else None, arch=None if folder else source,
                                 teacher=args.teacher)
         _, model = _teacher_and_model(ns, config.eval_size)
-        results[which] = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress)
+        results[which] = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress,
+                                  phases=args.phases)
         costs[which] = results[which].cost(model.cost(config.eval_size)).per_frame(config.keyframe_interval)
     differences = paired_bootstrap(results["a"], results["b"], samples=args.samples, seed=args.seed)
     if args.json:
-        print_json({"a": args.a, "b": args.b, "macs_per_frame": costs,
+        print_json({"a": args.a, "b": args.b, "phases": args.phases, "macs_per_frame": costs,
                     "differences": [d.as_dict() for d in differences]})
         return 0
     print(f"A = {args.a}: {costs['a'] / 1e6:.1f} MMACs/frame;  B = {args.b}: {costs['b'] / 1e6:.1f} MMACs/frame "
-          f"(K={config.keyframe_interval}, {differences[0].groups} held-out groups)")
+          f"(K={config.keyframe_interval}, {results['a'].pooled.frames} held-out delta frames, "
+          + (f"{differences[0].groups} held-out groups)" if args.phases == 1 else
+             f"{args.phases} key-frame phases, {differences[0].groups} K-frame windows resampled)"))
     for d in differences:
         scale = 1 if d.metric == "fidelity" else 100
         print(f"  {d.metric:9s} A {scale * d.a:7.3f}  B {scale * d.b:7.3f}  B-A {scale * d.difference:+7.3f}  "

@@ -37,13 +37,15 @@ class CalibratedGate(NamedTuple):
 # Per calibrated gate: the frame-relative threshold (t); against a running reference (deltanas.delta.
 # RunningGatedDelta) the thresholds relative to the key frame's input (a, w), the frame-relative one (r), the
 # top-p fraction of the input positions, whose receptive fields touch more outputs than p (measured like a
-# threshold's), and w and r with the depthwise layers passing every change (wc, rc: their threshold costs nearly
-# what they do, and behind a gated layer their input changes are sparse already)
+# threshold's), and w, r and p with the depthwise layers passing every change (wc, rc, pc: their threshold costs
+# nearly what they do, and behind a gated layer their input changes are sparse already)
 THRESHOLD_GATES = {
     "t": CalibratedGate("gated:t{}(full)", "gated:t{}:f{}(full)", (0.01, 50.0)),
     "a": CalibratedGate("gated:a{}:run(full)", "gated:a{}:run:f{}(full)", (1e-3, 5.0)),
     "w": CalibratedGate("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0)),
     "p": CalibratedGate("gated:p{}:run(full)", "gated:p{}:run:f{}(full)", (1.0, 1e-4)),
+    "pc": CalibratedGate("gated:p{}:run(full)", "gated:p{}:run:f{}(full)", (1.0, 1e-4),
+                         "gated:changed:run:f{}(full)"),
     "r": CalibratedGate("gated:t{}:run(full)", "gated:t{}:run:f{}(full)", (0.01, 50.0)),
     "wc": CalibratedGate("gated:w{}:run(full)", "gated:w{}:run:f{}(full)", (1e-3, 5.0),
                          "gated:changed:run:f{}(full)"),
@@ -104,7 +106,7 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     """A threshold gate everywhere (``gate`` a key of ``THRESHOLD_GATES``: ``t`` the frame-relative one,
     ``gated:tT(full)``; ``a``, ``w``, ``r`` the thresholds against a running reference, ``wc``, ``rc``
     as ``w``, ``r`` with the depthwise layers passing every change; or ``p``, the running top-p fraction,
-    whose touched outputs are measured the same way), T found by a bracketed search in log scale (at
+    whose touched outputs are measured the same way, ``pc`` with changed depthwise layers), T found by a bracketed search in log scale (at
     most ``iterations`` runs over ``groups`` after the two ends) so that the MACs it spends on ``groups``
     (float (T, 3, H, W) key-frame groups at the search's size) land in
     ``[(1 - tolerance / 4) x target, target]``, or at least in ``[(1 - tolerance) x target, target]``.
@@ -129,7 +131,8 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
         return None
     model.eval()
     area = input_hw[0] * input_hw[1]
-    sign = -1 if gate == "p" else 1  # a fraction grows where a threshold shrinks
+    fraction = template.startswith("gated:p")  # a top-p fraction, not a threshold
+    sign = -1 if fraction else 1  # a fraction grows where a threshold shrinks
     scale = {i.name: (area / (i.in_hw[0] * i.in_hw[1])) ** (sign * profile / 2) for i in layers}
 
     def calibrate(t: float) -> tuple[Arch, float]:
@@ -137,11 +140,11 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
         ``groups`` written in, and that arch's analytic delta-frame MACs (= what it spent there, up to
         rounding each layer's fraction up to whole units)."""
         values = {name: float(f"{t * scale[name]:.3g}") for name in names}
-        if gate == "p":
+        if fraction:
             values = {name: min(max(value, 1e-4), 1.0) for name, value in values.items()}
         spend = GatedSpend(model)
         for name, value in values.items():
-            setattr(spend.layers[name].gate, "p" if gate == "p" else "t", value)
+            setattr(spend.layers[name].gate, "p" if fraction else "t", value)
         for group in groups:
             spend.forward_group(group)
         arch = Arch(layers={name: str(depthwise).format(f"{max(f, 1e-4):.4g}") if name in fixed else

@@ -56,4 +56,22 @@ def test_compare_command_on_the_real_teacher(capsys):
     assert fidelity["a"] == pytest.approx(0.0, abs=1e-5) and fidelity["b"] == pytest.approx(1.0, abs=1e-5)
     assert fidelity["low"] == pytest.approx(1.0, abs=1e-4) and fidelity["b_better"] == 1.0
     assert report["macs_per_frame"]["a"] < report["macs_per_frame"]["b"]
+    assert main(["compare", "zero", "full", "--json", "--samples", "50", "--phases", "4", *small]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["phases"] == 4 and report["differences"][0]["groups"] == fidelity["groups"]  # K-frame windows
+    assert report["differences"][2]["b_better"] == 1.0
+    assert main(["compare", "zero", "full", "--phases", "5", *small]) == 2  # more phases than K
     assert main(["compare", "zero", "nonsense-op", *small]) == 2
+
+
+def test_groups_of_several_phases_are_resampled_by_window():
+    # two phases: each K-frame window holds two groups; b is better on every window's second group only
+    groups_a = _groups([3] * 20, [0.5] * 20)
+    groups_b = [g if i % 2 == 0 else GroupSums(7, 5, 0, 10, 0.5, 1.0) for i, g in enumerate(groups_a)]
+    blocks = tuple(i // 2 for i in range(20))
+    a, b = (EvalResult(8, {}, _POOLED, 20, 160, tuple(g), None, blocks) for g in (groups_a, groups_b))
+    (top1,) = paired_bootstrap(a, b, metrics=("top1",), samples=300)
+    assert top1.groups == 10  # windows, not groups
+    assert top1.low == pytest.approx(1 / 7) and top1.high == pytest.approx(1 / 7)  # every window gains the same
+    with pytest.raises(ConfigError, match="same clips"):
+        paired_bootstrap(a, _result(groups_b))

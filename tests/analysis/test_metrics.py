@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from deltanas.analysis import AgreementMeter, evaluate
+from deltanas.analysis import AgreementMeter, evaluate, keyframe_groups
 from deltanas.delta import convert
+from deltanas.errors import ConfigError
 from deltanas.video import read_frames
 
 
@@ -84,3 +85,27 @@ def test_reuse_top1_is_what_reusing_the_key_frame_scores_on_real_footage(lite0):
     exact = evaluate(convert(lite0, "full", input_hw=(64, 96)), clips, 8, progress=False).pooled
     assert reuse.top1 == reuse.reuse_top1 < 1.0  # the class changes on some frames of this clip
     assert exact.top1 == 1.0 and exact.reuse_top1 == reuse.reuse_top1
+
+
+def test_keyframe_groups_at_a_phase_cover_every_frame_once():
+    frames = torch.arange(20, dtype=torch.uint8).view(20, 1, 1, 1).expand(20, 3, 1, 1)
+    groups = list(keyframe_groups(frames, 8, phase=3))
+    assert [len(g) for g in groups] == [3, 8, 8, 1]
+    assert [round(float(g[0, 0, 0, 0]) * 255) for g in groups] == [0, 3, 11, 19]  # the key frames
+    assert [len(g) for g in keyframe_groups(frames, 8)] == [8, 8, 4]
+
+
+def test_every_phase_makes_every_later_frame_a_delta_frame_at_each_distance(lite0):
+    clips = [("bikes", read_frames("bikes", (64, 96), max_frames=24))]
+    reuse = evaluate(convert(lite0, "zero", input_hw=(64, 96)), clips, 8, progress=False, phases=8)
+    exact = evaluate(convert(lite0, "full", input_hw=(64, 96)), clips, 8, progress=False, phases=8).pooled
+    # frame 0 is the key frame of every phase, each later frame of exactly one
+    assert reuse.pooled.frames == 7 * 23 and reuse.key_frames == 8 * 3 + 7
+    assert sorted(reuse.pooled.by_distance) == list(range(1, 8))
+    assert reuse.pooled.fidelity == pytest.approx(0.0, abs=1e-6) and exact.fidelity == pytest.approx(1.0, abs=1e-5)
+    assert exact.top1 == 1.0 and reuse.pooled.top1 == reuse.pooled.reuse_top1
+    assert sorted(set(reuse.blocks)) == [0, 1, 2] and len(reuse.blocks) == len(reuse.groups)
+    single = evaluate(convert(lite0, "zero", input_hw=(64, 96)), clips, 8, progress=False)
+    assert single.blocks == (0, 1, 2) and single.pooled.frames == 21
+    with pytest.raises(ConfigError, match="phases"):
+        evaluate(convert(lite0, "zero", input_hw=(64, 96)), clips, 8, progress=False, phases=9)

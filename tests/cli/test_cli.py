@@ -42,6 +42,12 @@ def test_evaluate_full_is_exact_and_zero_is_reuse(capsys):
     zero = json.loads(out)
     assert zero["pooled"]["fidelity"] == pytest.approx(0.0, abs=1e-5)  # float32 batch vs single frame
     assert zero["speedup"] > 3
+    code, out, _ = _run(capsys, "evaluate", "--arch", "zero", "--json", "--no-progress", "--phases", "4", *SMALL)
+    phased = json.loads(out)  # 12 held-out frames: each after the first is a delta frame in 3 of the 4 phases
+    assert code == 0 and phased["keyframes"]["phases"] == 4 and phased["pooled"]["frames"] == 3 * 11
+    assert phased["pooled"]["fidelity"] == pytest.approx(0.0, abs=1e-5)
+    code, _, err = _run(capsys, "evaluate", "--arch", "zero", "--adaptive", "--phases", "2", *SMALL)
+    assert code == 2 and "--phases" in err
 
 
 def test_evaluate_adaptive_key_frames_keep_the_key_budget(capsys):

@@ -71,7 +71,8 @@ def test_search_records_the_uniform_candidate_in_its_selection(tmp_path):
 
 # (each layer's written fraction is rounded up to whole units: a few percent on this small network)
 @pytest.mark.parametrize("gate,prefix,rel", [("t", "gated:t", 0.05), ("w", "gated:w", 0.1), ("p", "gated:p", 0.1),
-                                                   ("r", "gated:t", 0.1), ("wc", "gated:w", 0.1)])
+                                                   ("r", "gated:t", 0.1), ("wc", "gated:w", 0.1),
+                                                   ("pc", "gated:p", 0.1)])
 def test_threshold_is_calibrated_to_the_budget_on_the_given_frames(gate, prefix, rel):
     teacher = TinyTeacher()
     supernet = build_supernet(teacher, SearchSpace.load("default"), TINY_DATA.eval_size)
@@ -84,9 +85,9 @@ def test_threshold_is_calibrated_to_the_budget_on_the_given_frames(gate, prefix,
     assert found is not None
     arch, macs = found
     assert 0.95 * 0.1 * full <= macs <= 0.1 * full
-    # wc: the depthwise layer passes every change (no value), the others share the threshold
+    # wc, pc: the depthwise layer passes every change (no value), the others share the threshold or fraction
     changed = {name for name, spec in arch.layers.items() if spec.startswith("gated:changed:run:f")}
-    assert changed == ({"dw"} if gate == "wc" else set())
+    assert changed == ({"dw"} if gate in ("wc", "pc") else set())
     thresholds = {spec.split(":f")[0] for name, spec in arch.layers.items() if name not in changed}
     assert len(thresholds) == 1 and thresholds.pop().startswith(prefix)
     assert all((":run:" in spec) == (gate != "t") for spec in arch.layers.values())
