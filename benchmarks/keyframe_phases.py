@@ -7,6 +7,8 @@ Each model (a run or export folder, or an untrained architecture) is evaluated o
 the key frames at every K-th frame from each offset 0 .. K-1 (``evaluate(phases=K)``): phase 0 is what every
 other table reports; pooled over the K phases every held-out frame is a delta frame at each distance from
 its key frame (K times as many delta frames, overlapping). MACs are as spent, pooled the same way.
+``--spread`` adds top-1 with the grid started at each offset alone (the frames before it left out): how far
+one grid's figure can fall from the pooled one.
 """
 
 from __future__ import annotations
