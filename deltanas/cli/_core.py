@@ -45,9 +45,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         "most, the threshold calibrated on the training split (at most --max-interval apart)")
     p.add_argument("--max-interval", type=int, default=None, metavar="N",
                    help="with --adaptive: the longest run between key frames (default 2K)")
-    p.add_argument("--phases", type=int, default=1, metavar="N",
-                   help="pool the key frames at each of the first N offsets (1..K; K: every frame is a delta "
-                        "frame at each distance), so the fixed grid's choice of key frames does not decide")
+    _add_phases_option(p)
     add_data_options(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_evaluate)
@@ -60,9 +58,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=2000, help="bootstrap samples")
     p.add_argument("--seed", type=int, default=0, help="of the bootstrap")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--phases", type=int, default=1, metavar="N",
-                   help="pool the key frames at each of the first N offsets (1..K; K: every frame is a delta "
-                        "frame at each distance), so the fixed grid's choice of key frames does not decide")
+    _add_phases_option(p)
     add_data_options(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_compare)
@@ -84,6 +80,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a run folder")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(run=cmd_export)
+
+
+def _add_phases_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--phases", type=int, default=1, metavar="N",
+                   help="pool the key frames at each of the first N offsets (1..K; K: every frame is a delta "
+                        "frame at each distance), so the fixed grid's choice of key frames does not decide")
 
 
 def _teacher_and_model(args: argparse.Namespace, size: tuple[int, int] | None = None):
