@@ -157,9 +157,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(where, model, test, k: "int | float", size: tuple[int, int], adaptive: bool = False) -> None:
+def _print_summary(where, model, test, k: "int | float", size: tuple[int, int], adaptive: bool = False,
+                   phases: int = 1) -> None:
     cost = model.cost(size) if test is None else test.cost(model.cost(size))
-    at = f"adaptive key frames (one per {k:.2f} frames)" if adaptive else f"K={k}"
+    at = (f"adaptive key frames (one per {k:.2f} frames)" if adaptive
+          else f"K={k}" + (f", pooled over {phases} key-frame phases" if phases > 1 else ""))
     line = (f"{where}: {cost.per_frame(k) / 1e6:.1f} MMACs/frame at {at} ({cost.speedup(k):.2f}x fewer than "
             f"the teacher's {cost.teacher_macs / 1e6:.1f})")
     if test is not None:
@@ -212,7 +214,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {name:24s} top-1 {100 * a.top1:5.1f}% (reuse {100 * a.reuse_top1:5.1f}%)  "
                   f"dense {100 * a.dense:5.1f}%  "
                   f"mIoU {100 * a.miou:5.1f}%  fidelity {a.fidelity:6.3f}  ({a.frames} frames)")
-        _print_summary(args.model or args.arch, model, result, k, config.eval_size, adaptive=args.adaptive)
+        _print_summary(args.model or args.arch, model, result, k, config.eval_size, adaptive=args.adaptive,
+                       phases=args.phases)
     return 0
 
 

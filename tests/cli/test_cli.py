@@ -46,6 +46,8 @@ def test_evaluate_full_is_exact_and_zero_is_reuse(capsys):
     phased = json.loads(out)  # 12 held-out frames: each after the first is a delta frame in 3 of the 4 phases
     assert code == 0 and phased["keyframes"]["phases"] == 4 and phased["pooled"]["frames"] == 3 * 11
     assert phased["pooled"]["fidelity"] == pytest.approx(0.0, abs=1e-5)
+    code, out, _ = _run(capsys, "evaluate", "--arch", "zero", "--no-progress", "--phases", "4", *SMALL)
+    assert code == 0 and "K=4, pooled over 4 key-frame phases" in out and "(33 delta frames)" in out
     code, _, err = _run(capsys, "evaluate", "--arch", "zero", "--adaptive", "--phases", "2", *SMALL)
     assert code == 2 and "--phases" in err
 
