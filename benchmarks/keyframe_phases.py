@@ -48,9 +48,9 @@ def main() -> None:
         model = load_model(source) if Path(source).is_dir() else convert(teacher, Arch.parse(source), input_hw=size)
         first, pooled = (evaluate(model, clips, k, progress=False, phases=n) for n in (1, k))
         cost = [r.cost(model.cost(size)).per_frame(k) / 1e6 for r in (first, pooled)]
-        rows.append(f"| {source} | {cost[0]:.0f} | {cost[1]:.0f} | {100 * first.pooled.top1:.1f} | "
-                    f"{100 * pooled.pooled.top1:.1f} | {100 * first.pooled.dense:.1f} | {100 * pooled.pooled.dense:.1f} | "
-                    f"{first.pooled.fidelity:.3f} | {pooled.pooled.fidelity:.3f} |"
+        a, b = first.pooled, pooled.pooled
+        rows.append(f"| {source} | {cost[0]:.0f} | {cost[1]:.0f} | {100 * a.top1:.1f} | {100 * b.top1:.1f} | "
+                    f"{100 * a.dense:.1f} | {100 * b.dense:.1f} | {a.fidelity:.3f} | {b.fidelity:.3f} |"
                     + (f" {' '.join(_top1_from_each_offset(model, clips, k))} |" if args.spread else ""))
         print(rows[-1], flush=True)
     write_rows(args.out, rows)

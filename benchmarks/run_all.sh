@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+
+# The searches of step 10 against the manual design next above each budget, paired bootstrap (deltanas compare);
+# $1: the results file's infix, then compare's own options
+compare_v7() {
+    local infix=$1 design budget; shift
+    for pair in "gated:p0.1(full) 0.1x" "gated:p0.25(full) 0.2x" "gated:t1(full) 0.35x"; do
+        read -r design budget <<< "$pair"
+        { echo "\$ deltanas compare ${*:+$* }\"uniform:$design\" runs/bench-search-v7/search-$budget"
+          $PY -m deltanas compare "$@" "uniform:$design" runs/bench-search-v7/search-$budget --no-progress; } \
+            > benchmarks/results/compare_v7_${infix}$budget.txt
+    done
+}
 DN=${DN:-.venv/bin/deltanas}
 STATIC="../shared/video/one-by-one-person-detection.mp4 ../shared/video/car-detection.mp4"
 
@@ -109,12 +121,7 @@ fi
 $PY benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --modes soft --steps 40 --finetune-steps 40 \
     --uniform "gated:p0.1(full)" "gated:p0.25(full)" "gated:p0.35(full)" "gated:t1(full)" "gated:w0.1:run(full)" \
     --runs-dir runs/bench-search-v7 --out benchmarks/results/search_budgets_v7.md
-for PAIR in "gated:p0.1(full) 0.1x" "gated:p0.25(full) 0.2x" "gated:t1(full) 0.35x"; do
-    set -- $PAIR
-    { echo "\$ deltanas compare \"uniform:$1\" runs/bench-search-v7/search-$2"
-      $PY -m deltanas compare "uniform:$1" runs/bench-search-v7/search-$2 --no-progress; } \
-        > benchmarks/results/compare_v7_$2.txt
-done
+compare_v7 ""
 for DELTA in 0.1 0.2; do
     $PY benchmarks/threshold_profiles.py --videos bundled --delta $DELTA --gates wc:0.25 \
         --out benchmarks/results/threshold_profiles_bundled_${DELTA}x_wc.md
@@ -139,9 +146,4 @@ $PY benchmarks/keyframe_phases.py runs/bench-search-v7/search-0.1x runs/bench-se
 B=runs/pareto-lite0/baselines  # the trained students of step 1
 $PY benchmarks/keyframe_phases.py $B/uniform-lowrank-0.0625 $B/uniform-subsample_lowrank-0.25 $B/uniform-lowrank-0.125 \
     "subsample(full)" $B/uniform-lowrank-0.25 --out benchmarks/results/keyframe_phases_bundled_students.md
-for PAIR in "gated:p0.1(full) 0.1x" "gated:p0.25(full) 0.2x" "gated:t1(full) 0.35x"; do
-    set -- $PAIR
-    { echo "\$ deltanas compare --phases 8 \"uniform:$1\" runs/bench-search-v7/search-$2"
-      $PY -m deltanas compare --phases 8 "uniform:$1" runs/bench-search-v7/search-$2 --no-progress; } \
-        > benchmarks/results/compare_v7_phases_$2.txt
-done
+compare_v7 phases_ --phases 8

@@ -106,9 +106,9 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     """A threshold gate everywhere (``gate`` a key of ``THRESHOLD_GATES``: ``t`` the frame-relative one,
     ``gated:tT(full)``; ``a``, ``w``, ``r`` the thresholds against a running reference, ``wc``, ``rc``
     as ``w``, ``r`` with the depthwise layers passing every change; or ``p``, the running top-p fraction,
-    whose touched outputs are measured the same way, ``pc`` with changed depthwise layers), T found by a bracketed search in log scale (at
-    most ``iterations`` runs over ``groups`` after the two ends) so that the MACs it spends on ``groups``
-    (float (T, 3, H, W) key-frame groups at the search's size) land in
+    whose touched outputs are measured the same way, ``pc`` with changed depthwise layers), T found by a
+    bracketed search in log scale (at most ``iterations`` runs over ``groups`` after the two ends) so that
+    the MACs it spends on ``groups`` (float (T, 3, H, W) key-frame groups at the search's size) land in
     ``[(1 - tolerance / 4) x target, target]``, or at least in ``[(1 - tolerance) x target, target]``.
 
     A threshold adapts the fraction to each layer and frame, which measured better than one top-p
