@@ -2,7 +2,8 @@
 
 Sub-packages: ``teachers`` (registry of real-weight teachers), ``video`` (decoding, bundled clips,
 sampling), ``delta`` (DeltaConv, conversion, student operators, MACs), ``training``, ``search``,
-``sweep``, ``analysis``; ``export`` writes/reads ``arch.json`` + ``students.safetensors``.
+``sweep``, ``analysis``; ``export`` writes/reads ``arch.json`` + ``students.safetensors``; ``runs``
+reads run folders (their ``summary.json`` schema, the points they hold).
 """
 
 from __future__ import annotations

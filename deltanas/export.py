@@ -55,23 +55,32 @@ def load_student_state(model: DeltaModel, state: Mapping[str, torch.Tensor], ori
 
 
 def build_from_config(config: Mapping[str, Any] | Arch, teacher: Teacher | None = None) -> DeltaModel:
-    """A delta model from an architecture mapping (as in ``arch.json``) with freshly initialised students."""
+    """A delta model from an architecture mapping (as in ``arch.json``) with freshly initialised students.
+
+    Without ``teacher`` it is rebuilt by name, loading ``teacher_weights`` when the mapping has them
+    (a ``module:function`` teacher).
+    """
     arch = config if isinstance(config, Arch) else Arch.from_dict(config)
     if teacher is None:
         if not arch.teacher:
             raise ArchError("the architecture names no teacher; pass one")
-        teacher = create_teacher(arch.teacher)
+        weights = {"weights": arch.teacher_weights} if arch.teacher_weights is not None else {}
+        teacher = create_teacher(arch.teacher, **weights)
     elif arch.teacher and teacher.info.name != arch.teacher:
         raise ArchError(f"architecture was made for teacher {arch.teacher!r}, not {teacher.info.name!r}")
     return convert(teacher, arch)
 
 
 def export_model(model: DeltaModel, folder: "str | Path", extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``arch.json`` (explicit per layer) and ``students.safetensors`` into ``folder``."""
+    """Write ``arch.json`` (explicit per layer) and ``students.safetensors`` into ``folder``.
+
+    A ``module:function`` teacher's weight file is referenced by its absolute path, not copied.
+    """
     folder = Path(folder)
     arch = model.arch.explicit(model.ops)
     if model.teacher is not None:
-        arch = Arch(layers=arch.layers, default=arch.default, teacher=model.teacher.info.name)
+        arch = Arch(layers=arch.layers, default=arch.default, teacher=model.teacher.info.name,
+                    teacher_weights=model.teacher.info.weights)
     arch.save(folder / "arch.json")
     save_students(model, folder / "students.safetensors")
     if extra:

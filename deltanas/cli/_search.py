@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import add_data_options, add_run_options, data_config
+from ._args import add_data_options, add_run_options, add_teacher_options, data_config, given_teacher
 
 __all__ = ["register"]
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("search", help="differentiable per-layer search under a MAC budget, then fine-tune")
-    p.add_argument("--teacher", default="efficientnet_lite0")
+    add_teacher_options(p)
     p.add_argument("--space", default="default", help="search space name or YAML path")
     budget = p.add_argument_group("budget")
     budget.add_argument("--target", help="MACs per delta frame: 0.2x of the teacher's, or absolute (150M)")
@@ -62,7 +62,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     ctx = init_distributed()  # under torchrun: rank 0 owns the run folder
     run = RunDir.create(name, args.runs_dir, resume=args.resume) if ctx.is_main else RunDir(Path(args.runs_dir) / name)
     ctx.barrier()
-    search(config, run, resume=args.resume, progress=not args.no_progress)
+    search(config, run, resume=args.resume, teacher=given_teacher(args), progress=not args.no_progress)
     if ctx.is_main:
         print((run.path / "summary.txt").read_text().strip())
         print(f"run folder: {run.path} (arch.json, students.safetensors, arch_choice.png, summary.json)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import add_data_options, add_run_options, data_config
+from ._args import add_data_options, add_run_options, add_teacher_options, data_config, given_teacher
 
 __all__ = ["register"]
 
@@ -13,7 +13,7 @@ __all__ = ["register"]
 def register(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("baselines", help="train every manual design (one operator everywhere) with the same "
                                            "budget; points.csv for `deltanas pareto`")
-    p.add_argument("--teacher", default="efficientnet_lite0")
+    add_teacher_options(p)
     p.add_argument("--space", default="default", help="its operators are the manual designs (default: default)")
     p.add_argument("--designs", nargs="+", metavar="OP",
                    help="train these operators instead of the space's (with --resume: added to the run)")
@@ -32,7 +32,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", default="arch", choices=["arch", "search-hparams"],
                    help="arch: per-layer operators, each trial trained briefly; search-hparams: each trial a "
                         "short `deltanas search` with sampled target, penalty, weight, tau schedule")
-    p.add_argument("--teacher", default="efficientnet_lite0")
+    add_teacher_options(p, weights=False)  # workers rebuild a registered teacher by name
     p.add_argument("--space", default="default", help="search space name or YAML path")
     p.add_argument("--metric", default="top1", choices=["top1", "dense", "miou", "fidelity"],
                    help="agreement to maximise, on the validation split (default top1)")
@@ -96,7 +96,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
                              designs=tuple(designs) if designs else None, steps=args.steps,
                              batch_groups=args.batch_groups, lr=args.lr, seed=args.seed)
     name = args.name or "baselines"
-    points = run_baselines(config, name, args.runs_dir, resume=args.resume, progress=not args.no_progress)
+    points = run_baselines(config, name, args.runs_dir, resume=args.resume, teacher=given_teacher(args),
+                           progress=not args.no_progress)
     print(f"{len(points)} points: {Path(args.runs_dir) / name / 'points.csv'}")
     return 0
 
@@ -129,10 +130,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     from .._io import atomic_write
-    from .._run import RunDir
-    from ..analysis import gather_points, pareto_analysis
+    from ..analysis import pareto_analysis
     from ..analysis._pareto_plot import plot_pareto
     from ..errors import ConfigError
+    from ..runs import RunDir, gather_points
     from ..search import parse_macs
 
     points = gather_points(args.runs, storage=args.storage)

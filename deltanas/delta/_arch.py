@@ -11,10 +11,12 @@ from ..errors import ArchError
 from .._io import atomic_write_text
 from ._layers import LayerInfo
 from ._ops import StudentOp, make_op
+from ._spec import parse_op
 
-__all__ = ["Arch", "ARCH_FORMAT", "ARCH_VERSION"]
+__all__ = ["Arch", "ARCH_FORMAT", "ARCH_FORMS", "ARCH_VERSION"]
 
 ARCH_FORMAT = "deltanas-arch"
+ARCH_FORMS = ("compact", "fields")  # how to_dict writes each operator: its spec string, or named fields
 ARCH_VERSION = 1
 
 
@@ -27,6 +29,7 @@ class Arch:
     layers: Mapping[str, str] = field(default_factory=dict)
     default: str = "full"
     teacher: str | None = None
+    teacher_weights: str | None = None  # the state-dict file of a ``module:function`` teacher
 
     def __post_init__(self) -> None:
         # Canonicalise (and validate) every spec once, without mutating the caller's mapping.
@@ -50,13 +53,27 @@ class Arch:
         if version > ARCH_VERSION:
             raise ArchError(f"architecture version {data['version']} is newer than this deltanas reads")
         layers = data.get("layers", {})
-        if not isinstance(layers, Mapping) or not all(isinstance(v, str) for v in layers.values()):
-            raise ArchError("'layers' must map layer names to operator strings")
-        return cls(layers=layers, default=data.get("default", "full"), teacher=data.get("teacher"))
+        if not isinstance(layers, Mapping) or not all(isinstance(v, (str, Mapping)) for v in layers.values()):
+            raise ArchError("'layers' must map layer names to operators (strings, or objects with named fields)")
+        weights = data.get("teacher_weights")
+        if weights is not None and not isinstance(weights, str):
+            raise ArchError(f"'teacher_weights' must be the path of a weights file, got {weights!r}")
+        return cls(layers=layers, default=data.get("default", "full"), teacher=data.get("teacher"),
+                   teacher_weights=weights)
 
-    def to_dict(self) -> dict:
-        return {"format": ARCH_FORMAT, "version": ARCH_VERSION, "teacher": self.teacher,
+    def to_dict(self, form: str = "compact") -> dict:
+        """The JSON of ``arch.json``; ``form="fields"`` writes each operator as an object with named fields
+        (``OpSpec.to_fields``) instead of its compact string. :meth:`from_dict` reads either, per layer."""
+        data = {"format": ARCH_FORMAT, "version": ARCH_VERSION, "teacher": self.teacher,
                 "default": self.default, "layers": dict(self.layers)}
+        if self.teacher_weights is not None:  # written only when set: other files stay as they were
+            data["teacher_weights"] = self.teacher_weights
+        if form not in ARCH_FORMS:
+            raise ArchError(f"unknown architecture form {form!r}; choose from {', '.join(ARCH_FORMS)}")
+        if form == "fields":
+            data["default"] = parse_op(self.default).to_fields()
+            data["layers"] = {name: parse_op(spec).to_fields() for name, spec in self.layers.items()}
+        return data
 
     @classmethod
     def load(cls, path: "str | Path") -> "Arch":
@@ -69,8 +86,8 @@ class Arch:
             raise ArchError(f"{path}: malformed JSON ({exc})") from None
         return cls.from_dict(data)
 
-    def save(self, path: "str | Path") -> Path:
-        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: "str | Path", form: str = "compact") -> Path:
+        return atomic_write_text(path, json.dumps(self.to_dict(form), indent=2) + "\n")
 
     @classmethod
     def parse(cls, text: str, teacher: str | None = None) -> "Arch":
@@ -105,4 +122,5 @@ class Arch:
 
     def explicit(self, ops: Mapping[str, StudentOp]) -> "Arch":
         """The same choice written out layer by layer (what search and export save)."""
-        return Arch(layers={name: str(op) for name, op in ops.items()}, default="full", teacher=self.teacher)
+        return Arch(layers={name: str(op) for name, op in ops.items()}, default="full", teacher=self.teacher,
+                    teacher_weights=self.teacher_weights)

@@ -7,7 +7,7 @@ it against fvcore on the built module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping
 
 from torch import nn
 
@@ -26,7 +26,9 @@ from ._students import (
     with_padding_mode,
 )
 
-__all__ = ["StudentOp", "OP_TYPES", "make_op", "op_types"]
+__all__ = ["StudentOp", "OP_TYPES", "make_op", "op_types", "register_op"]
+
+OP_TYPES: "dict[str, type[StudentOp]]" = {}  # name -> operator type, filled by @register_op
 
 
 class StudentOp(ABC):
@@ -69,6 +71,16 @@ class StudentOp(ABC):
         return True
 
 
+def register_op(op_type: "type[StudentOp]") -> "type[StudentOp]":
+    """Class decorator: make ``op_type`` known to :func:`make_op` under its ``name`` (refuses a second
+    type of the same name)."""
+    known = OP_TYPES.get(op_type.name)
+    if known is not None and known is not op_type:
+        raise ValueError(f"operator {op_type.name!r} is registered already (by {known.__qualname__})")
+    OP_TYPES[op_type.name] = op_type
+    return op_type
+
+
 def _number(spec: OpSpec, text: str, kind: type) -> float:
     try:
         value = kind(text)
@@ -79,6 +91,7 @@ def _number(spec: OpSpec, text: str, kind: type) -> float:
     return value
 
 
+@register_op
 class Full(StudentOp):
     name = "full"
 
@@ -93,6 +106,7 @@ class Full(StudentOp):
         return False
 
 
+@register_op
 class Zero(StudentOp):
     name = "zero"
 
@@ -114,6 +128,7 @@ class _DenseOnly(StudentOp):
         return "a depthwise convolution takes only full, zero and subsample" if layer.is_depthwise else None
 
 
+@register_op
 class LowRank(_DenseOnly):
     """``lowrank:F`` with F a fraction (``0.25``) of min(C_in, C_out), or ``lowrank:R`` an integer rank."""
 
@@ -144,6 +159,7 @@ class LowRank(_DenseOnly):
         return with_padding_mode(layer, conv, lambda geo: LowRankDelta(dense_weight(conv), geo, self.rank(layer)))
 
 
+@register_op
 class Channel(_DenseOnly):
     """``channel:c``: 1x1 down to C_in/c, the k x k conv on C_in/c -> C_out/c, 1x1 up to C_out."""
 
@@ -170,6 +186,7 @@ class Channel(_DenseOnly):
         return with_padding_mode(layer, conv, lambda geo: ChannelDelta(dense_weight(conv), geo, *self.reduced(layer)))
 
 
+@register_op
 class Depthwise(_DenseOnly):
     name = "depthwise"
 
@@ -186,6 +203,7 @@ class Depthwise(_DenseOnly):
         return with_padding_mode(layer, conv, lambda geo: DepthwiseDelta(dense_weight(conv), geo))
 
 
+@register_op
 class Subsample(StudentOp):
     """``subsample(OP)`` or ``subsample:F(OP)``: OP on an F x F average-pooled delta (F = 2 default)."""
 
@@ -220,23 +238,14 @@ class Subsample(StudentOp):
         return self.inner.trainable
 
 
-OP_TYPES: dict[str, type[StudentOp]] = {op.name: op for op in (Full, Zero, LowRank, Channel, Depthwise, Subsample)}
-
-
 def op_types() -> list[str]:
     return sorted(OP_TYPES)
 
 
-def make_op(spec: "str | OpSpec") -> StudentOp:
-    """Parse and validate an operator spec (``lowrank:0.25``); unknown names are refused."""
+def make_op(spec: "str | OpSpec | Mapping[str, Any]") -> StudentOp:
+    """Parse and validate an operator spec (``lowrank:0.25``, or its object form); unknown names are refused."""
     spec = parse_op(spec)
     op_type = OP_TYPES.get(spec.name)
     if op_type is None:
         raise ArchError(f"unknown operator {spec.name!r} in {str(spec)!r}; known: {', '.join(op_types())}")
     return op_type(spec)
-
-
-# Skip-convolution ops live apart (they build on StudentOp and make_op above).
-from ._gated import Gated  # noqa: E402
-
-OP_TYPES[Gated.name] = Gated

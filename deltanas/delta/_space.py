@@ -17,9 +17,10 @@ _KINDS = ("dense", "spatial", "depthwise")
 
 
 def _builtin_dir() -> Path:
-    # The YAML files live in the checkout's top-level search_spaces/ (the package is installed
-    # editable, see README); any other path works through SearchSpace.load(path).
-    return Path(__file__).resolve().parents[2] / "search_spaces"
+    # One copy: the YAML files are package data in deltanas/search_spaces/ (so a wheel carries them), and
+    # the checkout's top-level search_spaces/, where users read and edit them, is a symbolic link to that
+    # folder (tests/test_packaging.py checks both). Any other file works through SearchSpace.load(path).
+    return Path(__file__).resolve().parents[1] / "search_spaces"
 
 
 def builtin_search_spaces() -> dict[str, Path]:

@@ -7,14 +7,18 @@ Grammar (whitespace ignored)::
                                        or  gated:p0.25(full,lowrank:0.125)
 
 ``str(parse_op(s))`` is the canonical form; it serves as log label, cache key and sweep value.
+``spec.to_fields()`` is the same spec as an object with named fields, which ``parse_op`` reads back
+(see :mod:`deltanas.delta._fields`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from ..errors import ArchError
+from ._fields import fields_text, spec_fields
 
 __all__ = ["OpSpec", "parse_op"]
 
@@ -48,6 +52,10 @@ class OpSpec:
     def __str__(self) -> str:
         text = ":".join((self.name, *self.args))
         return f"{text}({','.join(map(str, self.inners))})" if self.inners else text
+
+    def to_fields(self) -> "dict[str, Any] | str":
+        """The object form (named fields; the name alone for an operator without arguments)."""
+        return spec_fields(self)
 
 
 class _Parser:
@@ -93,10 +101,12 @@ class _Parser:
         return spec
 
 
-def parse_op(text: "str | OpSpec") -> OpSpec:
-    """Parse an operator spec string (an :class:`OpSpec` passes through unchanged)."""
+def parse_op(text: "str | OpSpec | Mapping[str, Any]") -> OpSpec:
+    """Parse an operator spec string or its object form (an :class:`OpSpec` passes through unchanged)."""
     if isinstance(text, OpSpec):
         return text
+    if isinstance(text, Mapping):
+        text = fields_text(text)
     if not isinstance(text, str):
-        raise ArchError(f"operator spec must be a string, got {type(text).__name__}")
+        raise ArchError(f"operator spec must be a string or an object, got {type(text).__name__}")
     return _Parser(text).parse()

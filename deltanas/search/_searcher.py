@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
-from .._run import RunDir
+from .._run import RunDir, RunSummary
 from ..analysis import EvalResult, evaluate, evaluate_adaptive
 from ..analysis.plots import plot_arch_choice
 from ..delta import Arch, CostReport, DeltaModel, SearchSpace, convert
@@ -335,24 +335,24 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derive
                      "teacher_macs": info.teacher_macs, "prob": prob})
     plot_arch_choice(rows, run.path / "arch_choice")
     per_frame = (budget.teacher_macs + (k - 1) * delta_macs) / k
-    summary = {
-        "teacher": config.teacher, "space": config.space, "budget": budget.describe(), "asked": budget.asked,
+    extra = {
+        "space": config.space, "budget": budget.describe(), "asked": budget.asked,
         "target_delta_macs": budget.delta_macs, "delta_macs": delta_macs,
         "delta_over_target": delta_macs / budget.delta_macs, "hard": config.hard, "chosen": derived.label,
-        "teacher_macs": budget.teacher_macs, "macs_per_frame": per_frame, "speedup": budget.teacher_macs / per_frame,
-        "keyframe_interval": k, "seconds": {**{n: round(s, 1) for n, s in seconds.items()}, "total": round(wall, 1)},
-        "layers": rows,
+        "speedup": budget.teacher_macs / per_frame,
+        "seconds": {**{n: round(s, 1) for n, s in seconds.items()}, "total": round(wall, 1)}, "layers": rows,
     }
+    spent = None
     if test is not None:
         if measured is not None:  # gated layers: what they spent on the held-out frames
-            summary["test_macs_per_frame"] = measured.per_frame(k)
-            summary["test_speedup"] = measured.speedup(k)
-        summary["test"] = test.pooled.as_dict()
-        summary["test_per_clip"] = {n: a.as_dict() for n, a in test.per_clip.items()}
+            spent = measured.per_frame(k)
+            extra["test_speedup"] = measured.speedup(k)
+        extra["test_per_clip"] = {n: a.as_dict() for n, a in test.per_clip.items()}
     if adaptive is not None:
-        summary["test_adaptive"] = adaptive
-    run.write_json(run.summary, summary)
-    line = (f"searched: {per_frame / 1e6:.1f} MMACs/frame at K={k} ({summary['speedup']:.2f}x), "
+        extra["test_adaptive"] = adaptive
+    run.write_summary(RunSummary("search", config.teacher, k, budget.teacher_macs, per_frame, spent,
+                                 test.pooled.as_dict() if test is not None else None, extra))
+    line = (f"searched: {per_frame / 1e6:.1f} MMACs/frame at K={k} ({extra['speedup']:.2f}x), "
             f"delta frame {delta_macs / 1e6:.1f}M = {delta_macs / budget.delta_macs:.3f} x target")
     if test is not None:
         a = test.pooled

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .._config import JsonConfig
 from .._io import atomic_write_text
-from .._run import RunDir
+from .._run import RunDir, RunSummary
 from ..analysis import evaluate
 from ..delta import SearchSpace, convert, make_op
 from ..errors import ArchError, ConfigError
@@ -170,4 +170,7 @@ def run_baselines(config: BaselinesConfig, name: str, runs_dir: str | Path = "ru
                   f"top-1 {float(row['top1']):.3f}  fidelity {float(row['fidelity']):.3f}  {row['seconds']} s",
                   flush=True)
     frame = pd.read_csv(points_path)
+    teacher_macs = float(frame["teacher_macs"].iloc[0]) if len(frame) else None
+    run.write_summary(RunSummary("baselines", config.teacher, k, teacher_macs,
+                                 extra={"points": points_path.name, "designs": len(frame)}))
     return frame

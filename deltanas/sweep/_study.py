@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .._run import RunDir
+from .._run import RunDir, RunSummary
 from ..errors import ConfigError, DeltaNASError
 from ._config import SweepConfig
 from ._objective import ObjectiveFactory, make_objective
@@ -229,6 +229,7 @@ def run_sweep(config: SweepConfig, name: str, *, trials: int = 20, workers: int 
         _spawn(jobs)
     study = open_sweep_study(config, run, storage, study_name, create=False)
     _write_trials_csv(study, run)
+    _write_summary(study, run, config)
     new = _finished(study) - before
     run.log(f"sweep done: {_finished(study)} finished trials ({new} new)")
     return SweepResult(study, run, new, recovered)
@@ -256,6 +257,14 @@ def _spawn(jobs: list[_Job]) -> None:
     if bad:
         what = ", ".join(f"{n} exited with {c if c >= 0 else 'signal ' + str(-c)}" for n, c in bad)
         raise DeltaNASError(f"{what}; finished trials are kept: run the same command again to continue")
+
+
+def _write_summary(study: optuna.Study, run: RunDir, config: SweepConfig) -> None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    teacher_macs = next((t.user_attrs["teacher_macs"] for t in complete if "teacher_macs" in t.user_attrs), None)
+    run.write_summary(RunSummary("sweep", config.teacher, config.data.keyframe_interval, teacher_macs, extra={
+        "study": study.study_name, "mode": config.mode, "metric": config.metric, "trials": _finished(study),
+        "complete": len(complete)}))
 
 
 def _write_trials_csv(study: optuna.Study, run: RunDir) -> None:

@@ -20,6 +20,9 @@ class TeacherInfo:
     std: tuple[float, float, float]
     num_classes: int
     source: str  # where the weights come from, for the record
+    # a state-dict file loaded into a user model (``module:function`` teachers): exports record it so
+    # that ``create_teacher(name, weights=weights)`` rebuilds the same teacher; None for the registered ones
+    weights: str | None = None
 
 
 class Teacher(nn.Module):

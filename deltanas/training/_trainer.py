@@ -10,7 +10,7 @@ from typing import Mapping
 import torch
 from tqdm.auto import tqdm
 
-from .._run import RunDir
+from .._run import RunDir, RunSummary
 from ..analysis import EvalResult, evaluate
 from ..delta import Arch, DeltaModel, convert
 from ..errors import TrainingError
@@ -160,14 +160,10 @@ def write_summary(result: TrainResult, config: TrainConfig) -> None:
     cost = result.model.cost(config.data.eval_size)
     if result.test is not None:
         cost = result.test.cost(cost)  # gated layers: what they spent on the held-out frames
-    summary = {
+    extra = {
         "arch": config.arch,
-        "teacher": config.teacher,
-        "keyframe_interval": k,
         "eval_size": list(config.data.eval_size),
-        "teacher_macs": cost.teacher_macs,
         "delta_macs": cost.delta_macs,
-        "macs_per_frame": cost.per_frame(k),
         "speedup": cost.speedup(k),
         "cache_bytes": cost.cache_bytes,
         "steps": result.steps_done,
@@ -176,9 +172,10 @@ def write_summary(result: TrainResult, config: TrainConfig) -> None:
         "seconds": round(result.seconds, 1),
     }
     if result.test is not None:
-        summary["test"] = result.test.pooled.as_dict()
-        summary["test_per_clip"] = {n: a.as_dict() for n, a in result.test.per_clip.items()}
-    result.run.write_json(result.run.summary, summary)
-    result.run.log(f"done: {summary['macs_per_frame'] / 1e6:.1f} MMACs/frame at K={k}")
+        extra["test_per_clip"] = {n: a.as_dict() for n, a in result.test.per_clip.items()}
+    summary = RunSummary("train", config.teacher, k, cost.teacher_macs, cost.per_frame(k),
+                         test=result.test.pooled.as_dict() if result.test is not None else None, extra=extra)
+    result.run.write_summary(summary)
+    result.run.log(f"done: {summary.macs_per_frame / 1e6:.1f} MMACs/frame at K={k}")
 
 

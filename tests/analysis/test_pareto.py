@@ -1,15 +1,15 @@
-"""Pareto front and hypervolume on hand-computed cases; gathering points from run folders; the plot."""
+"""Pareto front and hypervolume on hand-computed cases; the plot. (Gathering points from run folders:
+tests/test_runs.py.)"""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from deltanas.analysis import gather_points, hypervolume, non_dominated, pareto_analysis
+from deltanas.analysis import hypervolume, non_dominated, pareto_analysis
 from deltanas.analysis._pareto_plot import plot_pareto
 from deltanas.errors import ConfigError
 
@@ -98,43 +98,6 @@ def test_analysis_uses_the_teacher_as_reference_and_splits_by_family():
     assert fid.hypervolume == pytest.approx((50 - 30) * (0.5 - 0.2))  # zero (0.0) is below the reference
     with pytest.raises(ConfigError, match="unknown metric"):
         pareto_analysis(points, "accuracy")
-
-
-def _summary(folder, **kw):
-    folder.mkdir(parents=True)
-    data = {"macs_per_frame": 50e6, "teacher_macs": 200e6, "keyframe_interval": 8,
-            "test": {"top1": 0.8, "dense": 0.7, "miou": 0.5, "fidelity": 0.6}}
-    data.update(kw)
-    (folder / "summary.json").write_text(json.dumps(data))
-
-
-def test_gather_reads_runs_adds_the_teacher_and_refuses_mixtures(tmp_path):
-    _summary(tmp_path / "runs" / "search-0p2", target_delta_macs=40e6, budget="x")
-    _summary(tmp_path / "runs" / "train-a", macs_per_frame=80e6)
-    base = tmp_path / "runs" / "base"
-    base.mkdir()
-    pd.DataFrame([{"family": "teacher", "label": "teacher", "design": "full", "macs_per_frame": 200e6,
-                   "teacher_macs": 200e6, "top1": 1, "dense": 1, "miou": 1, "fidelity": 1},
-                  {"family": "manual", "label": "zero (reuse)", "design": "zero", "macs_per_frame": 25e6,
-                   "teacher_macs": 200e6, "top1": 0.6, "dense": 0.6, "miou": 0.4, "fidelity": 0.0}]
-                 ).to_csv(base / "points.csv", index=False)
-    points = gather_points([tmp_path / "runs"])  # a folder of run folders
-    assert sorted(points["family"]) == ["manual", "search", "teacher", "train"]
-    _summary(tmp_path / "runs" / "search-gated", target_delta_macs=40e6, budget="x", test_macs_per_frame=47e6)
-    gated = gather_points([tmp_path / "runs" / "search-gated"])  # data-dependent gates: what they spent
-    assert gated[gated["family"] == "search"].iloc[0]["macs_per_frame"] == 47e6
-    only_runs = gather_points([tmp_path / "runs" / "search-0p2", tmp_path / "runs" / "train-a"])
-    teacher = only_runs[only_runs["family"] == "teacher"].iloc[0]  # added from the runs' teacher MACs
-    assert teacher["macs_per_frame"] == 200e6 and teacher["top1"] == 1.0
-    _summary(tmp_path / "other" / "k4", keyframe_interval=4)
-    with pytest.raises(ConfigError, match="keyframe intervals"):
-        gather_points([tmp_path / "runs", tmp_path / "other" / "k4"])
-    _summary(tmp_path / "other2" / "big", teacher_macs=400e6)
-    with pytest.raises(ConfigError, match="not comparable"):
-        gather_points([tmp_path / "runs", tmp_path / "other2" / "big"])
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="no points"):
-        gather_points([tmp_path / "empty"])
 
 
 def test_plot_writes_png_and_svg(tmp_path):

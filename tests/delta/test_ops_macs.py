@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from deltanas.delta import OP_TYPES, GatedDelta, LayerInfo, make_op
+from deltanas.delta import OP_TYPES, GatedDelta, LayerInfo, StudentOp, make_op, register_op
 
 from ._helpers import EXAMPLE_SPEC, randn, seeded_conv
 
@@ -133,6 +133,17 @@ def fvcore_macs(module: nn.Module, dx: torch.Tensor) -> tuple[int, FlopCountAnal
 def test_every_op_type_has_an_example_spec():
     assert set(OP_TYPES) <= set(EXAMPLE_SPEC), "add an example spec for the new op type"
     assert {make_op(s).spec.name for s in SPECS} >= set(OP_TYPES)
+
+
+def test_register_op_refuses_a_second_type_of_a_known_name():
+    assert register_op(OP_TYPES["gated"]) is OP_TYPES["gated"]  # registering the same type again: no change
+
+    class OtherLowRank(StudentOp):
+        name = "lowrank"
+
+    with pytest.raises(ValueError, match="'lowrank' is registered already"):
+        register_op(OtherLowRank)
+    assert OP_TYPES["lowrank"] is not OtherLowRank
 
 
 @pytest.mark.parametrize("geometry", list(GEOMETRIES))

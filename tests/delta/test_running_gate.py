@@ -29,9 +29,11 @@ def moving_square(frames: int = 6, size: int = 16) -> torch.Tensor:
     return scene[None]
 
 
-@pytest.mark.parametrize("text", ["gated:a0.1:run(full)", "gated:t1:run(full)", "gated:p0.25:run(lowrank:0.5)",
-                                  "gated:a0:run:f0.3(full)", "gated:changed:run(full)",
-                                  "gated:changed:run:f0.2(full)"])
+RUNNING_SPECS = ["gated:a0.1:run(full)", "gated:t1:run(full)", "gated:p0.25:run(lowrank:0.5)",
+                 "gated:a0:run:f0.3(full)", "gated:changed:run(full)", "gated:changed:run:f0.2(full)"]
+
+
+@pytest.mark.parametrize("text", RUNNING_SPECS)
 def test_running_specs_round_trip(text):
     assert str(make_op(text)) == text and str(parse_op(text)) == text
 

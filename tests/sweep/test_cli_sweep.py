@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from deltanas.cli import main
 
@@ -32,6 +33,7 @@ def test_baselines_sweep_and_pareto(tmp_path, capsys):
     assert points.loc[1, "fidelity"] == 0.0 or abs(points.loc[1, "fidelity"]) < 1e-5  # zero = reuse
     trained = runs / "base" / "uniform-lowrank-0.25"
     assert json.loads((trained / "summary.json").read_text())["steps"] == 2
+    assert json.loads((trained / "summary.json").read_text())["kind"] == "train"
     assert points.loc[2, "run"] == "uniform-lowrank-0.25"
 
     # resuming skips what is done; --designs adds a design
@@ -49,6 +51,11 @@ def test_baselines_sweep_and_pareto(tmp_path, capsys):
     assert code == 0, err
     assert "1 complete trials" in out
     assert (runs / "sw" / "trials" / "00000" / "summary.json").is_file()
+    summaries = {n: json.loads((runs / n / "summary.json").read_text()) for n in ("base", "sw")}
+    assert summaries["base"]["kind"] == "baselines" and summaries["base"]["designs"] == 5
+    assert summaries["base"]["teacher_macs"] == teacher["teacher_macs"]
+    assert summaries["sw"]["kind"] == "sweep" and summaries["sw"]["complete"] == 1
+    assert summaries["sw"]["teacher_macs"] == pytest.approx(teacher["teacher_macs"])
 
     out_dir = tmp_path / "pareto"
     code, out, err = _run(capsys, "pareto", runs / "base", runs / "sw", "--out", out_dir, "--metric", "fidelity")

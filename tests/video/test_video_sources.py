@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from deltanas.errors import ConfigError, VideoError
-from deltanas.video import VideoSource, bundled_clips, read_frames, resolve_sources, shared_clips
+import deltanas.video
+from deltanas.video import VideoSource, bundled_clips, read_frames, resolve_sources, shared_clips, static_clips
 from videotest_helpers import value_frames, write_frames, write_video
 
 SHARED = Path.cwd().parent / "shared" / "video"
@@ -38,6 +39,27 @@ def test_bundled_names_and_the_word_bundled() -> None:
     assert bikes == VideoSource("bikes", bundled_clips()["bikes"], "file")
     assert [s.name for s in resolve_sources("bundled")] == ["bikes", "bigbuckbunny", "carphone"]
     assert [s.name for s in resolve_sources(["carphone", "bikes"])] == ["carphone", "bikes"]
+
+
+def test_static_clips_ship_in_the_package_and_decode() -> None:
+    clips = static_clips()
+    assert list(clips) == ["bottle-detection", "asl-book"]
+    data = Path(deltanas.video.__file__).parent / "data"
+    assert clips == {"bottle-detection": data / "bottle-detection.mp4", "asl-book": data / "asl-book.mkv"}
+    assert (data / "NOTICE.md").is_file() and (data / "LICENSE-CC-BY-4.0.txt").is_file()
+    for name, path in clips.items():
+        assert resolve_sources(name) == [VideoSource(name, path, "file")]
+        assert read_frames(name, (36, 64), max_frames=3).shape == (3, 3, 36, 64)
+    if SHARED.is_dir():  # shipped unmodified
+        assert all(p.read_bytes() == (SHARED / p.name).read_bytes() for p in clips.values())
+
+
+def test_the_groups_static_bundled_and_moving() -> None:
+    assert [s.name for s in resolve_sources("static")] == ["bottle-detection", "asl-book"]
+    assert resolve_sources("moving") == resolve_sources("bundled")
+    assert [s.name for s in resolve_sources(["asl-book", "bikes"])] == ["asl-book", "bikes"]
+    with pytest.raises(VideoError, match="bottle-detection, asl-book, bundled, moving, static, shared"):
+        resolve_sources("statik")
 
 
 def test_shared_clips_lists_videos_sorted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
