@@ -7,9 +7,10 @@ from ._compare import Difference, paired_bootstrap
 from ._evaluate import EvalResult, evaluate, evaluate_adaptive, keyframe_groups
 from ._gating import GatedSpend, GatingReport, LayerGating, measure_gating, measured_cost
 from ._metrics import Agreement, AgreementMeter, GroupSums
-from ._pareto import ParetoResult, gather_points, hypervolume, non_dominated, pareto_analysis
+from ._stream import StreamReport, run_stream
+from ._pareto import PARETO_COLUMNS, POINT_METRICS, ParetoResult, hypervolume, non_dominated, pareto_analysis
 
 __all__ = ["Agreement", "AgreementMeter", "BenchResult", "bench", "Difference", "EvalResult", "GatedSpend",
-           "GatingReport", "GroupSums", "LayerGating", "ParetoResult", "evaluate", "evaluate_adaptive", "gather_points",
+           "GatingReport", "GroupSums", "LayerGating", "ParetoResult", "evaluate", "evaluate_adaptive",
            "hypervolume", "keyframe_groups", "measure_gating", "measured_cost", "non_dominated", "paired_bootstrap",
-           "pareto_analysis"]
+           "pareto_analysis", "PARETO_COLUMNS", "POINT_METRICS", "StreamReport", "run_stream"]

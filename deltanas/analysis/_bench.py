@@ -1,89 +1,147 @@
-"""Wall-clock of a delta model against its teacher, measured in the same run (ratios, not seconds)."""
+"""Wall-clock of a delta model in the sparse engine against its dense teacher in every installed runtime,
+measured in the same run on the same frames (ratios, not seconds).
+
+Each repeat streams the frames once through every contender in turn (the dense teacher in PyTorch eager,
+ONNX Runtime and OpenVINO where installed; the delta model in the engine, key frames every K frames), so
+that the machine's noise falls on all of them alike; the figures are medians over the repeats.
+"""
 
 from __future__ import annotations
 
 import platform
+import resource
+import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..delta import DeltaModel, KeyframePolicy, stream
-from ._gating import GatedSpend, measured_cost
+from ..delta import DeltaModel
+from ..engine import SparseEngine, available_key_runtimes, dense_runtime
+from ._metrics import AgreementMeter
 
 __all__ = ["BenchResult", "bench"]
 
 
 @dataclass(frozen=True)
 class BenchResult:
+    """Field names are stable (``deltanas bench --json``). Times are ms per frame, medians over repeats."""
+
     frames: int
     keyframe_interval: int
+    input_hw: tuple[int, int]
     threads: int
     machine: str
-    teacher_ms: float  # per frame, batch 1
-    stream_ms: float  # delta model per frame, batch 1, key frames included
-    group_ms: float  # delta model per frame, a group of K frames as one batch
-    teacher_group_ms: float  # teacher per frame, K frames as one batch
-    macs_ratio: float  # teacher MACs / averaged delta-model MACs
-    cache_mib: float
+    engine_backend: str  # native or torch
+    key_runtime: str  # the runtime that ran the engine's key frames
+    teacher_ms_per_frame: dict[str, float]  # runtime (torch, onnxruntime, openvino) -> the dense teacher
+    delta_ms_per_frame: float  # the engine, averaged at K, key frames included
+    delta_ms_per_delta_frame: float  # the engine on frames after a key frame
+    key_ms_per_key_frame: float  # the engine's key frames (dense, filling the engine's state)
+    teacher_macs: int
+    macs_per_frame: float  # what the engine did, averaged at K
+    state_mib: float  # what the engine keeps between frames (its scratch included)
+    peak_rss_mib: float  # the process's peak resident memory
+    top1: float  # the engine's agreement with the teacher on the delta frames benched
+    fidelity: float
+    repeats: int
+    spread: dict[str, tuple[float, float]] = field(default_factory=dict)  # contender -> (min, max) ms per frame
 
     @property
-    def stream_speedup(self) -> float:
-        return self.teacher_ms / self.stream_ms
+    def macs_ratio(self) -> float:
+        return self.teacher_macs / max(self.macs_per_frame, 1.0)
+
+    def speedup(self, runtime: str) -> float:
+        """How many times faster than the dense teacher in ``runtime``, per frame (key frames included)."""
+        return self.teacher_ms_per_frame[runtime] / self.delta_ms_per_frame
 
     @property
-    def group_speedup(self) -> float:
-        return self.teacher_group_ms / self.group_ms
+    def fastest_runtime(self) -> str:
+        return min(self.teacher_ms_per_frame, key=self.teacher_ms_per_frame.get)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "stream_speedup": self.stream_speedup, "group_speedup": self.group_speedup}
-
-
-def _best_of(repeats: int, fn) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        out = asdict(self)
+        out["input_hw"] = list(self.input_hw)
+        out["macs_ratio"] = self.macs_ratio
+        out["speedup"] = {rt: self.speedup(rt) for rt in self.teacher_ms_per_frame}
+        return out
 
 
 @torch.no_grad()
-def bench(model: DeltaModel, frames: torch.Tensor, keyframe_interval: int, repeats: int = 3) -> BenchResult:
-    """``frames`` float (T, 3, H, W). Best of ``repeats`` for each path, after one warm-up run."""
+def bench(model: DeltaModel, frames: torch.Tensor, keyframe_interval: int, repeats: int = 5, *,
+          runtimes: list[str] | None = None, engine: SparseEngine | None = None) -> BenchResult:
+    """``frames`` float (T, 3, H, W) in [0, 1]. ``runtimes``: the dense teacher's runtimes to time (default
+    every installed one); ``engine``: the engine to time (default: native where built, key frames in the
+    fastest installed runtime)."""
     model.eval()
-    k = keyframe_interval
-    n = frames.shape[0] - frames.shape[0] % k or frames.shape[0]
-    frames = frames[:n]
-    groups = frames.view(-1, k, *frames.shape[1:]) if n % k == 0 else frames[None]
+    k, hw = keyframe_interval, (int(frames.shape[-2]), int(frames.shape[-1]))
+    threads = torch.get_num_threads()
+    engine = engine or SparseEngine(model)
+    runtimes = runtimes or available_key_runtimes()
+    teachers = {name: dense_runtime(model, name, hw, threads) for name in runtimes}
+    single = [f[None].contiguous() for f in frames]
+    engine.key_frame(single[0])  # builds the engine; warm-up below
 
-    def teacher_single():
-        for f in frames:
-            model.teacher_forward(f[None])
+    def run_engine(record: dict) -> float:
+        start = time.perf_counter()
+        for i, x in enumerate(single):
+            t0 = time.perf_counter()
+            if i % k == 0:
+                engine.key_frame(x)
+                record["key"].append(time.perf_counter() - t0)
+            else:
+                engine.delta_frame(x)
+                record["delta"].append(time.perf_counter() - t0)
+                record["macs"].append(engine.last_frame_macs())
+        return time.perf_counter() - start
 
-    def delta_stream():
-        for _ in stream(model, frames, KeyframePolicy(k)):
-            pass
+    def run_teacher(fn) -> float:
+        start = time.perf_counter()
+        for x in single:
+            fn(x)
+        return time.perf_counter() - start
 
-    def teacher_group():
-        for g in groups:
-            model.teacher_forward(g)
-
-    def delta_group():
-        for g in groups:
-            model.forward_group(g[None])
-
-    for fn in (teacher_single, delta_stream, teacher_group, delta_group):  # warm-up
-        fn()
-    spend = GatedSpend(model)  # what gated layers spend on these frames (a threshold's fraction follows them)
-    for g in groups:
-        spend.forward_group(g)
-    cost = measured_cost(model.cost(tuple(frames.shape[-2:])), spend.macs())
-    per = 1e3 / n
+    for fn in teachers.values():  # warm-up
+        fn(single[0])
+    run_engine({"key": [], "delta": [], "macs": []})
+    totals: dict[str, list[float]] = {name: [] for name in [*teachers, "engine"]}
+    record: dict[str, list[float]] = {"key": [], "delta": [], "macs": []}
+    for _ in range(repeats):
+        for name, fn in teachers.items():
+            totals[name].append(run_teacher(fn))
+        totals["engine"].append(run_engine(record))
+    n = len(single)
+    per = {name: [1e3 * t / n for t in ts] for name, ts in totals.items()}
+    top1, fidelity = _agreement(model, engine, single, k)
+    cost = model.cost(hw)
+    delta_macs = statistics.fmean(record["macs"]) if record["macs"] else 0.0
+    keys = -(-n // k)
     return BenchResult(
-        frames=n, keyframe_interval=k, threads=torch.get_num_threads(),
+        frames=n, keyframe_interval=k, input_hw=hw, threads=threads,
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
-        teacher_ms=_best_of(repeats, teacher_single) * per, stream_ms=_best_of(repeats, delta_stream) * per,
-        group_ms=_best_of(repeats, delta_group) * per, teacher_group_ms=_best_of(repeats, teacher_group) * per,
-        macs_ratio=cost.speedup(k), cache_mib=cost.cache_bytes / 2**20,
+        engine_backend=engine.backend, key_runtime=engine.key_runtime,
+        teacher_ms_per_frame={name: statistics.median(per[name]) for name in teachers},
+        delta_ms_per_frame=statistics.median(per["engine"]),
+        delta_ms_per_delta_frame=1e3 * statistics.median(record["delta"]) if record["delta"] else float("nan"),
+        key_ms_per_key_frame=1e3 * statistics.median(record["key"]),
+        teacher_macs=cost.teacher_macs,
+        macs_per_frame=(keys * cost.teacher_macs + (n - keys) * delta_macs) / n,
+        state_mib=engine.state_bytes(hw) / 2**20,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        top1=top1, fidelity=fidelity, repeats=repeats,
+        spread={name: (min(v), max(v)) for name, v in per.items()},
     )
+
+
+def _agreement(model: DeltaModel, engine: SparseEngine, single: list[torch.Tensor], k: int) -> tuple[float, float]:
+    teacher = model.teacher
+    if teacher is None:
+        return float("nan"), float("nan")
+    meter = AgreementMeter(teacher.info.num_classes)
+    for start in range(0, len(single), k):
+        group = single[start:start + k]
+        ref = teacher.logits_from_features(model.teacher_forward(torch.cat(group)))
+        outs = [engine.key_frame(group[0])[0]] + [engine.delta_frame(x)[0] for x in group[1:]]
+        meter.update(ref, teacher.logits_from_features(torch.cat(outs)))
+    result = meter.result()
+    return result.top1, result.fidelity

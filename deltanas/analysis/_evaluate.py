@@ -29,12 +29,13 @@ class EvalResult:
     # per group, the unit a bootstrap resamples: the K-frame window (of key frames at phase 0) that holds its
     # key frame, numbered over all clips; groups of several phases share a window's unit
     blocks: tuple[int, ...] = ()
+    linear_macs: float | None = None  # the engine's: its linear layers' MACs per delta frame
 
     def cost(self, analytic: CostReport) -> CostReport:
         """``analytic`` (``model.cost(size)`` at the clips' size) with the gated layers' MACs as measured
         on these frames: a threshold or learned gate's active fraction depends on the footage, and only
         the measurement says what it spent (a top-p gate measures exactly its analytic count)."""
-        return measured_cost(analytic, self.gated_macs)
+        return measured_cost(analytic, self.gated_macs, self.linear_macs)
 
     @property
     def effective_interval(self) -> float:
@@ -61,10 +62,14 @@ def keyframe_groups(frames: torch.Tensor, keyframe_interval: int,
 @torch.no_grad()
 def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int,
              *, progress: bool = True, max_groups: int | None = None,
-             policy: KeyframePolicy | None = None, phases: int = 1) -> EvalResult:
+             policy: KeyframePolicy | None = None, phases: int = 1, engine=None) -> EvalResult:
     """Agreement on ``clips`` (name, uint8 frames (T,3,H,W)), in consecutive groups of K frames, or
     with key frames where ``policy`` (adaptive) puts them. Fidelity compares with reusing the key
     frame under the same key frames; top-1 and dense agreement do not depend on them.
+
+    ``engine``: a :class:`~deltanas.engine.SparseEngine` of ``model`` streams each group (key frame, then
+    delta frames), and the MACs are the work it did; without one the groups run on the dense-masked
+    reference path (the same outputs, gated layers' MACs as the sparse path would spend them).
 
     ``phases`` > 1 (at most K; fixed key frames only) pools the key frames at every K-th frame from each
     of the offsets ``0 .. phases - 1`` (``max_groups`` per clip and phase): with ``phases = K`` every frame
@@ -92,7 +97,7 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
                 blocks.append(block_base + key // keyframe_interval)
             key_frames, frame_count = key_frames + 1, frame_count + len(group)
             ref = model.teacher_forward(group)
-            out = spend.forward_group(group)
+            out = spend.forward_group(group) if engine is None else spend.engine_group(engine, group)
             outputs = dict(
                 teacher_logits=teacher.logits_from_features(ref),
                 model_logits=teacher.logits_from_features(out),
@@ -109,7 +114,7 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
     bar.close()
     interval = keyframe_interval if policy is None else policy.interval
     return EvalResult(interval, per_clip, pooled.result(), key_frames, frame_count, tuple(pooled.groups),
-                      spend.macs() or None, tuple(blocks))
+                      spend.macs() or None, tuple(blocks), spend.linear_macs)
 
 
 def _groups(frames: torch.Tensor, keyframe_interval: int, policy: KeyframePolicy | None, phases: int,
@@ -126,12 +131,13 @@ def _groups(frames: torch.Tensor, keyframe_interval: int, policy: KeyframePolicy
 
 def evaluate_adaptive(model: DeltaModel, calibration: Sequence[torch.Tensor],
                       clips: Sequence[tuple[str, torch.Tensor]], keyframe_interval: int, *,
-                      max_interval: int | None = None, progress: bool = True) -> tuple[EvalResult, dict]:
+                      max_interval: int | None = None, progress: bool = True,
+                      engine=None) -> tuple[EvalResult, dict]:
     """Agreement with adaptive key frames at the key budget of a fixed K: the policy is calibrated on
     ``calibration`` clips (the training split), then run on ``clips``. Returns the result and a report
     (policy, key frames spent, MACs per frame and speed-up at the key rate reached)."""
     policy = calibrate_keyframes(calibration, keyframe_interval, max_interval)
-    result = evaluate(model, clips, keyframe_interval, progress=progress, policy=policy)
+    result = evaluate(model, clips, keyframe_interval, progress=progress, policy=policy, engine=engine)
     cost = result.cost(model.cost(tuple(clips[0][1].shape[-2:])))
     interval = result.effective_interval
     report = {"policy": "adaptive", "threshold": policy.threshold, "max_interval": policy.interval,

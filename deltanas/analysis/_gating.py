@@ -14,9 +14,11 @@ __all__ = ["GatedSpend", "GatingReport", "LayerGating", "measure_gating", "measu
 
 
 class GatedSpend:
-    """Accumulates what a delta model's gated layers spend over the delta frames of the groups run
-    through :meth:`forward_group` (or of the streamed delta frames passed to :meth:`record`): per
-    layer, the mean active fraction and MACs per delta frame."""
+    """Accumulates what a delta model spends over the delta frames of the groups run through
+    :meth:`forward_group` (the dense-masked reference path: the gated layers' mean active fraction and MACs
+    per delta frame; or of the streamed delta frames passed to :meth:`record`), or through
+    :meth:`engine_group` (the sparse engine: every layer's MACs as the engine did them, the linear layers'
+    in :attr:`linear_macs`)."""
 
     def __init__(self, model: DeltaModel) -> None:
         self.model = model
@@ -25,6 +27,7 @@ class GatedSpend:
         self.frames = 0  # delta frames seen
         self._fractions = dict.fromkeys(self.layers, 0.0)
         self._macs = dict.fromkeys(self.layers, 0.0)
+        self._linear: float | None = None
 
     def forward_group(self, group: torch.Tensor) -> torch.Tensor:
         """``model.forward_group(group[None])[0]`` for one group (T, 3, H, W), measured."""
@@ -33,6 +36,28 @@ class GatedSpend:
         out = self.model.forward_group(group[None])[0]
         self.record(len(group) - 1)
         return out
+
+    def engine_group(self, engine, group: torch.Tensor) -> torch.Tensor:
+        """One group (T, 3, H, W) streamed through a :class:`~deltanas.engine.SparseEngine` of this model, key
+        frame first: its first output per frame (T, ...), measured per layer as the engine spent it."""
+        outputs = [engine.key_frame(group[:1])[0]]
+        linear = engine.linear_layers
+        for frame in group[1:]:
+            outputs.append(engine.delta_frame(frame[None])[0])
+            self.frames += 1
+            self._linear = (self._linear or 0.0) + sum(v for k, v in engine.last_macs.items() if k in linear)
+            for name, macs in engine.last_macs.items():
+                if name not in linear:
+                    self._macs[name] = self._macs.get(name, 0.0) + macs
+        for name in engine.conv_layers:  # a layer that did nothing on every frame spent nothing
+            self._macs.setdefault(name, 0.0)
+        return torch.cat(outputs)
+
+    @property
+    def linear_macs(self) -> float | None:
+        """The linear layers' MACs per delta frame as the engine spent them (None on the reference path, which
+        runs them on every frame)."""
+        return None if self._linear is None or not self.frames else self._linear / self.frames
 
     def record(self, frames: int = 1) -> None:
         """Count the gated layers' last call, which ran ``frames`` delta frames (a streamed one: 1)."""
@@ -50,15 +75,20 @@ class GatedSpend:
         return {name: v / self.frames for name, v in self._macs.items()} if self.frames else {}
 
 
-def measured_cost(analytic: CostReport, gated_macs: dict[str, float] | None) -> CostReport:
-    """``analytic`` with the gated layers' MACs per delta frame replaced by ``gated_macs`` (by layer
-    name, as measured, e.g. :meth:`GatedSpend.macs`)."""
-    if not gated_macs:
+def measured_cost(analytic: CostReport, gated_macs: dict[str, float] | None,
+                  linear_macs: float | None = None) -> CostReport:
+    """``analytic`` with the MACs per delta frame of the layers in ``gated_macs`` replaced by the measured
+    ones (by layer name, e.g. :meth:`GatedSpend.macs`), and those of the linear layers by ``linear_macs``
+    when given (the sparse engine runs them only when their input changed)."""
+    if not gated_macs and linear_macs is None:
         return analytic
+    gated_macs = gated_macs or {}
     layers = tuple(replace(c, student_macs=round(gated_macs[c.name])) if c.name in gated_macs else c
                    for c in analytic.layers)
     delta = analytic.delta_macs + sum(gated_macs[c.name] - c.student_macs for c in analytic.layers
                                       if c.name in gated_macs)
+    if linear_macs is not None:
+        delta += linear_macs - analytic.linear_macs
     return replace(analytic, delta_macs=round(delta), layers=layers)
 
 

@@ -6,11 +6,15 @@ import argparse
 import json
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 
-__all__ = ["size_type", "add_data_options", "add_run_options", "data_config", "print_json"]
+if TYPE_CHECKING:
+    from ..teachers import Teacher
+
+__all__ = ["size_type", "add_data_options", "add_engine_options", "add_run_options", "add_teacher_options",
+           "data_config", "engine_from_args", "given_teacher", "print_json", "teacher_from_args"]
 
 
 def size_type(text: str) -> tuple[int, int]:
@@ -21,10 +25,67 @@ def size_type(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def add_teacher_options(p: argparse.ArgumentParser, note: str | None = None, weights: bool = True) -> None:
+    """``--teacher NAME`` (a registered name or ``module:function``) and ``--teacher-weights FILE``
+    (left out with ``weights=False``, where the verb can only rebuild a registered teacher by name)."""
+    from ..teachers import list_teachers
+
+    names = ", ".join(list_teachers())
+    what = (f"a registered teacher ({names}) or a user model module:function (a factory returning an "
+            f"nn.Module; the module must be importable, e.g. via PYTHONPATH)" if weights
+            else f"a registered teacher ({names})")
+    p.add_argument("--teacher", default="efficientnet_lite0", metavar="NAME",
+                   help=f"{what} (default efficientnet_lite0)" + (f"; {note}" if note else ""))
+    if weights:
+        p.add_argument("--teacher-weights", metavar="FILE",
+                       help="state dict of a module:function teacher (.safetensors, or .pt/.pth read with "
+                            "weights_only=True)")
+
+
+def teacher_from_args(args: argparse.Namespace) -> "Teacher":
+    """The teacher named by ``--teacher``, with ``--teacher-weights`` when given."""
+    from ..teachers import create_teacher
+
+    weights = getattr(args, "teacher_weights", None)
+    return create_teacher(args.teacher, **({"weights": weights} if weights is not None else {}))
+
+
+def given_teacher(args: argparse.Namespace) -> "Teacher | None":
+    """For pipelines that rebuild the teacher from the name in their config: the teacher built here
+    when ``--teacher-weights`` is given (a name cannot carry them), else None."""
+    return teacher_from_args(args) if getattr(args, "teacher_weights", None) is not None else None
+
+
+def add_engine_options(p: argparse.ArgumentParser, reference: bool = False) -> None:
+    """``--engine`` (the sparse engine's backend; with ``reference``, also the dense-masked reference path)
+    and ``--keyframes`` (the dense runtime of key frames)."""
+    choices = ["auto", "native", "torch"] + (["reference"] if reference else [])
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", choices=choices, default="auto",
+                   help="delta frames in the sparse engine: native (C++ kernels), torch (its pure-PyTorch path, "
+                        "the same numbers), auto (native where built)"
+                        + ("; reference: the dense-masked path that training and the search use" if reference
+                           else "") + " (default auto)")
+    g.add_argument("--keyframes", choices=["auto", "openvino", "onnxruntime", "torch"], default="auto",
+                   help="runtime of the key frames (dense): auto takes OpenVINO, else ONNX Runtime, else PyTorch")
+
+
+def engine_from_args(args: argparse.Namespace, model):
+    """The :class:`~deltanas.engine.SparseEngine` the engine options name for ``model`` (None: the reference
+    path)."""
+    from ..engine import SparseEngine
+
+    if args.engine == "reference":
+        return None
+    return SparseEngine(model, backend=args.engine, keyframes=args.keyframes, threads=getattr(args, "threads", None))
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("footage")
     g.add_argument("--videos", nargs="+", default=["bundled"], metavar="SRC",
-                   help="bundled clip names (bikes, bigbuckbunny, carphone), 'bundled', 'shared', "
+                   help="bundled clip names (bikes, bigbuckbunny, carphone: moving cameras), 'bundled' or "
+                        "'moving' (those three), static-camera clips shipped in the package (bottle-detection, "
+                        "asl-book), 'static' (both), 'shared', "
                         "video files, frame folders or folders of videos (default: bundled)")
     g.add_argument("--keyframe", type=int, default=8, metavar="K", help="keyframe interval (default 8)")
     g.add_argument("--eval-size", type=size_type, default=(256, 448), metavar="HxW",

@@ -6,23 +6,29 @@ import argparse
 
 import torch
 
-from ._args import print_json, size_type
+from ._args import add_engine_options, add_teacher_options, engine_from_args, print_json, size_type
 
 __all__ = ["register"]
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
-    p = verbs.add_parser("bench", help="wall-clock and memory of a delta model against the teacher (ratios)")
+    p = verbs.add_parser("bench", help="ms per frame of a delta model in the sparse engine against the dense "
+                                       "teacher in PyTorch, ONNX Runtime and OpenVINO, in the same run")
     p.add_argument("--model", help="a run or export folder (default: --arch, untrained)")
-    p.add_argument("--arch", default="uniform:lowrank:0.25")
-    p.add_argument("--teacher", default="efficientnet_lite0")
-    p.add_argument("--video", default="bikes")
+    p.add_argument("--arch", default="uniform:gated:w0.04:run(full)")
+    add_teacher_options(p)
+    p.add_argument("--video", default="bottle-detection", help="a video file, frame folder or clip name "
+                                                                "(default: the shipped static-camera clip)")
+    p.add_argument("--start", type=int, default=0, help="first frame of the video benched")
     p.add_argument("--size", type=size_type, default=(256, 448), metavar="HxW")
     p.add_argument("--keyframe", type=int, default=8, metavar="K")
     p.add_argument("--frames", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--repeats", type=int, default=5, help="median over this many runs of each contender")
+    p.add_argument("--threads", type=int, default=None, help="threads of every runtime (default: torch's)")
+    p.add_argument("--runtimes", nargs="+", choices=["torch", "onnxruntime", "openvino"], default=None,
+                   help="the dense teacher's runtimes to time (default: every installed one)")
+    add_engine_options(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output (stable field names)")
     p.set_defaults(run=cmd_bench)
 
 
@@ -34,17 +40,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     _, model = _teacher_and_model(args, args.size)
-    frames = read_frames(args.video, args.size, max_frames=args.frames).float().div(255)
-    result = bench(model, frames, args.keyframe, args.repeats)
+    frames = read_frames(args.video, args.size, max_frames=args.frames, start=args.start).float().div(255)
+    r = bench(model, frames, args.keyframe, args.repeats, runtimes=args.runtimes,
+              engine=engine_from_args(args, model))
     if args.json:
-        print_json(result.as_dict())
+        print_json(r.as_dict())
         return 0
-    r = result
     print(f"{args.model or args.arch} on {args.video} {args.size[0]}x{args.size[1]}, K={r.keyframe_interval}, "
-          f"{r.frames} frames, {r.threads} threads, {r.machine}")
-    print(f"  MACs: {r.macs_ratio:.2f}x fewer than the teacher (averaged at K)")
-    print(f"  streaming, batch 1: {r.stream_ms:.1f} ms/frame vs teacher {r.teacher_ms:.1f} -> {r.stream_speedup:.2f}x")
-    print(f"  groups of K as one batch: {r.group_ms:.1f} ms/frame vs teacher {r.teacher_group_ms:.1f} "
-          f"-> {r.group_speedup:.2f}x")
-    print(f"  key-frame cache: {r.cache_mib:.1f} MiB")
+          f"{r.frames} frames, {r.threads} thread(s), {r.machine}; medians of {r.repeats} runs")
+    print(f"  engine ({r.engine_backend}, key frames in {r.key_runtime}): {r.delta_ms_per_frame:.2f} ms/frame "
+          f"(delta frames {r.delta_ms_per_delta_frame:.2f}, key frames {r.key_ms_per_key_frame:.1f})")
+    for runtime, ms in sorted(r.teacher_ms_per_frame.items(), key=lambda kv: kv[1]):
+        print(f"  dense teacher in {runtime:11s} {ms:7.2f} ms/frame -> the engine is {r.speedup(runtime):.2f}x faster")
+    print(f"  MACs: {r.macs_ratio:.2f}x fewer than the teacher (averaged at K, as the engine spent them); "
+          f"agreement on these frames: top-1 {100 * r.top1:.1f}%, fidelity {r.fidelity:.3f}")
+    print(f"  memory: engine state {r.state_mib:.1f} MiB, process peak {r.peak_rss_mib:.0f} MiB")
     return 0

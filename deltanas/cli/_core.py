@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import torch
 
-from ._args import add_data_options, add_run_options, data_config, print_json, size_type
+from ._args import (add_data_options, add_engine_options, add_run_options, add_teacher_options, data_config,
+                    engine_from_args, given_teacher, print_json, size_type, teacher_from_args)
 
 __all__ = ["register"]
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("info", help="teacher layers, their MACs and each candidate's MACs")
-    p.add_argument("--teacher", default="efficientnet_lite0")
+    add_teacher_options(p)
     p.add_argument("--size", type=size_type, default=(256, 448), metavar="HxW")
     p.add_argument("--space", default="default", help="search space name or YAML path")
     p.add_argument("--arch", help="also show this architecture's choice and cost")
+    p.add_argument("--arch-format", choices=["compact", "fields"], default="compact",
+                   help="write the architecture's operators as spec strings (gated:w0.02:run(full)) or as objects "
+                        "with named fields, the two forms arch.json reads (default compact)")
     p.add_argument("--keyframe", type=int, default=8, metavar="K")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_info)
 
     p = verbs.add_parser("train", help="train the students of a fixed architecture (delta distillation)")
-    p.add_argument("--teacher", default="efficientnet_lite0")
+    add_teacher_options(p)
     p.add_argument("--arch", default="uniform:lowrank:0.25",
                    help="uniform:OP (one operator wherever it fits) or an arch.json")
     p.add_argument("--steps", type=int, default=300)
@@ -38,7 +43,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("evaluate", help="agreement with the teacher on held-out frames, and MACs")
     p.add_argument("model", nargs="?", help="a run or export folder (with arch.json); or use --arch")
     p.add_argument("--arch", help="an untrained architecture instead of a folder")
-    p.add_argument("--teacher", default="efficientnet_lite0")
+    add_teacher_options(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--adaptive", action="store_true",
                    help="adaptive key frames at the key-frame budget of K: a key frame when the input changed "
@@ -47,6 +52,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help="with --adaptive: the longest run between key frames (default 2K)")
     _add_phases_option(p)
     add_data_options(p)
+    add_engine_options(p, reference=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_evaluate)
 
@@ -54,12 +60,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
                                          "(paired bootstrap over key-frame groups)")
     p.add_argument("a", help="a run or export folder, or an architecture (uniform:lowrank:0.25, arch.json)")
     p.add_argument("b", help="the same, compared with A")
-    p.add_argument("--teacher", default="efficientnet_lite0", help="for architectures given as text")
+    add_teacher_options(p, note="for architectures given as text")
     p.add_argument("--samples", type=int, default=2000, help="bootstrap samples")
     p.add_argument("--seed", type=int, default=0, help="of the bootstrap")
     p.add_argument("--json", action="store_true")
     _add_phases_option(p)
     add_data_options(p)
+    add_engine_options(p, reference=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_compare)
 
@@ -67,13 +74,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="a video file, frame folder or bundled clip name")
     p.add_argument("--model", help="a run or export folder (default: --arch untrained)")
     p.add_argument("--arch", default="full")
-    p.add_argument("--teacher", default="efficientnet_lite0")
+    add_teacher_options(p)
     p.add_argument("--keyframe", type=int, default=8, metavar="K")
     p.add_argument("--adaptive", type=float, default=None, metavar="TAU",
                    help="also take a key frame when the input changed by more than TAU (relative energy)")
     p.add_argument("--size", type=size_type, default=(256, 448), metavar="HxW")
     p.add_argument("--max-frames", type=int, default=64)
-    p.add_argument("--csv", type=Path, help="write per-frame results here")
+    p.add_argument("--csv", type=Path, help="write per-frame results here (key, ms, macs, top-1 of both)")
+    p.add_argument("--threads", type=int, default=None, help="threads of the engine and the dense runtimes")
+    add_engine_options(p, reference=True)
     p.set_defaults(run=cmd_run)
 
     p = verbs.add_parser("export", help="copy a model's arch.json and student weights into a folder")
@@ -91,21 +100,19 @@ def _add_phases_option(p: argparse.ArgumentParser) -> None:
 def _teacher_and_model(args: argparse.Namespace, size: tuple[int, int] | None = None):
     from ..delta import Arch, convert
     from ..export import load_model
-    from ..teachers import create_teacher
 
     folder = getattr(args, "model", None)
     if folder:
         model = load_model(folder)
         return model.teacher, model
-    teacher = create_teacher(args.teacher)
+    teacher = teacher_from_args(args)
     return teacher, convert(teacher, Arch.parse(args.arch or "full", teacher=args.teacher), input_hw=size)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..delta import Arch, SearchSpace, convert
-    from ..teachers import create_teacher
+    from ..delta import Arch, SearchSpace, convert, parse_op
 
-    teacher = create_teacher(args.teacher)
+    teacher = teacher_from_args(args)
     space = SearchSpace.load(args.space)
     model = convert(teacher, Arch.parse(args.arch or "full", teacher=args.teacher), input_hw=args.size)
     infos, linear = model.layer_infos(args.size)
@@ -117,7 +124,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             "shape": f"{info.in_channels}->{info.out_channels} k{info.kernel[0]}x{info.kernel[1]} "
                      f"s{info.stride[0]} g{info.groups} {info.out_hw[0]}x{info.out_hw[1]}",
             "teacher_macs": info.teacher_macs,
-            "op": layer_cost.op,
+            "op": parse_op(layer_cost.op).to_fields() if args.arch_format == "fields" else layer_cost.op,
             "op_macs": layer_cost.student_macs,
             "candidates": {str(op): op.macs(info) for op in space.candidates(info)},
         })
@@ -135,6 +142,11 @@ def cmd_info(args: argparse.Namespace) -> int:
               f"{100 * row['teacher_macs'] / cost.teacher_macs:5.1f}%  {cands}")
     print(f"teacher: {cost.teacher_macs / 1e6:.1f} MMACs/frame (linear layers {linear / 1e6:.2f})")
     if args.arch:
+        chosen = [row for row in rows if row["op"] != "full"]
+        print(f"arch {args.arch}: {len(chosen)} of {len(rows)} layers not full" + (":" if chosen else ""))
+        for row in chosen:
+            op = json.dumps(row["op"]) if args.arch_format == "fields" else row["op"]
+            print(f"  {row['layer']:32s} {op}")
         print(f"arch {args.arch}: {cost.delta_macs / 1e6:.1f} MMACs per delta frame, "
               f"{totals['per_frame'] / 1e6:.1f} averaged at K={args.keyframe} ({totals['speedup']:.2f}x), "
               f"key-frame cache {cost.cache_bytes / 2**20:.1f} MiB")
@@ -151,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          val_every=20 if args.quick else 50, seed=args.seed, threads=args.threads)
     name = args.name or f"train-{args.arch.replace(':', '-').replace('/', '_')}"
     run = RunDir.create(name, args.runs_dir, resume=args.resume)
-    result = train(config, run, resume=args.resume, progress=not args.no_progress)
+    result = train(config, run, resume=args.resume, teacher=given_teacher(args), progress=not args.no_progress)
     _print_summary(run.path, result.model, result.test, config.data.keyframe_interval, config.data.eval_size)
     print(f"run folder: {run.path} ({result.steps_done} steps, {result.seconds:.0f} s)")
     return 0
@@ -187,13 +199,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--phases goes with fixed key frames, not --adaptive")
     data = load_video_data(config, need_train=args.adaptive)
     progress = not args.no_progress
+    engine = engine_from_args(args, model)
     if args.adaptive:
         result, keyframes = evaluate_adaptive(model, data.train, data.test_clips(), config.keyframe_interval,
-                                              max_interval=args.max_interval, progress=progress)
+                                              max_interval=args.max_interval, progress=progress, engine=engine)
         k = result.effective_interval
     else:
         result = evaluate(model, data.test_clips(), config.keyframe_interval, progress=progress,
-                          phases=args.phases)
+                          phases=args.phases, engine=engine)
         keyframes = {"policy": "fixed", "interval": config.keyframe_interval, "phases": args.phases}
         k = config.keyframe_interval
     cost = result.cost(model.cost(config.eval_size))
@@ -230,10 +243,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         source = getattr(args, which)
         folder = Path(source).is_dir()
         ns = argparse.Namespace(model=source if folder else None, arch=None if folder else source,
-                                teacher=args.teacher)
+                                teacher=args.teacher, teacher_weights=args.teacher_weights)
         _, model = _teacher_and_model(ns, config.eval_size)
         results[which] = evaluate(model, data.test_clips(), config.keyframe_interval, progress=not args.no_progress,
-                                  phases=args.phases)
+                                  phases=args.phases, engine=engine_from_args(args, model))
         costs[which] = results[which].cost(model.cost(config.eval_size)).per_frame(config.keyframe_interval)
     differences = paired_bootstrap(results["a"], results["b"], samples=args.samples, seed=args.seed)
     if args.json:
@@ -253,54 +266,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import csv
-
-    from ..analysis import AgreementMeter, GatedSpend, measured_cost
-    from ..delta import KeyframePolicy, stream
+    from ..analysis import run_stream
+    from ..delta import KeyframePolicy
     from ..video import read_frames
 
-    teacher, model = _teacher_and_model(args, args.size)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _, model = _teacher_and_model(args, args.size)
     frames = read_frames(args.video, args.size, max_frames=args.max_frames).float().div(255)
-    policy = KeyframePolicy(args.keyframe, args.adaptive)
-    # the reference: the teacher on every frame, timed in the same run
-    with torch.no_grad():
-        start = time.perf_counter()
-        ref = torch.cat([model.teacher_forward(f[None]) for f in frames])
-        teacher_s = time.perf_counter() - start
-        spend = GatedSpend(model)  # gated layers: MACs as spent (a threshold's fraction follows the footage)
-        outs = []
-        start = time.perf_counter()
-        for out in stream(model, frames, policy):
-            if not out.is_key:
-                spend.record()
-            outs.append(out)
-        delta_s = time.perf_counter() - start
-    meter = AgreementMeter(teacher.info.num_classes)
-    keys = [o.index for o in outs if o.is_key] + [len(outs)]
-    rows = []
-    logits = teacher.logits_from_features(torch.cat([o.output for o in outs]))
-    ref_logits = teacher.logits_from_features(ref)
-    for a, b in zip(keys[:-1], keys[1:]):
-        meter.update(ref_logits[a:b], logits[a:b])
-    for o in outs:
-        rows.append({"frame": o.index, "key": int(o.is_key), "teacher_top1": int(ref_logits[o.index].argmax()),
-                     "model_top1": int(logits[o.index].argmax())})
+    report = run_stream(model, frames, KeyframePolicy(args.keyframe, args.adaptive),
+                        engine=engine_from_args(args, model))
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    a = meter.result()
-    n_keys = len(keys) - 1
-    n_delta = len(outs) - n_keys
-    cost = measured_cost(model.cost(args.size), spend.macs())
-    macs = (n_keys * cost.teacher_macs + n_delta * cost.delta_macs) / len(outs)
-    print(f"{args.video}: {len(outs)} frames, {n_keys} key frames; top-1 agreement on delta frames "
-          f"{100 * a.top1:.1f}%, fidelity {a.fidelity:.3f}")
-    print(f"MACs/frame {macs / 1e6:.1f}M vs teacher {cost.teacher_macs / 1e6:.1f}M "
-          f"({cost.teacher_macs / macs:.2f}x); wall-clock per frame {1e3 * delta_s / len(outs):.1f} ms vs "
-          f"teacher {1e3 * teacher_s / len(outs):.1f} ms ({teacher_s / delta_s:.2f}x), batch 1, "
-          f"{torch.get_num_threads()} threads")
+        report.write_csv(args.csv)
+    print(f"{args.video}: " + "\n".join(report.summary()))
     return 0
 
 

@@ -8,11 +8,12 @@ from ._gated import GatedDelta, RunningGatedDelta, gated_layers
 from ._gates import Gate, LearnedGate, ThresholdGate, TopPGate
 from ._layers import LayerInfo, conv_macs, trace_layers
 from ._model import CostReport, DeltaModel, LayerCost, convert, cost_report
-from ._ops import OP_TYPES, StudentOp, make_op, op_types
+from ._ops import OP_TYPES, StudentOp, make_op, op_types, register_op
 from ._runner import KeyframePolicy, StreamFrame, calibrate_keyframes, stream
 from ._skipconv import skipconv_designs
 from ._space import SearchSpace, builtin_search_spaces
 from ._spec import OpSpec, parse_op
+from ._students import FullDelta, ZeroDelta
 
 __all__ = [
     "Arch",
@@ -20,6 +21,7 @@ __all__ = [
     "DeltaConv",
     "DeltaMode",
     "DeltaModel",
+    "FullDelta",
     "Gate",
     "GatedDelta",
     "KeyframePolicy",
@@ -35,12 +37,14 @@ __all__ = [
     "StudentOp",
     "ThresholdGate",
     "TopPGate",
+    "ZeroDelta",
     "conv_macs",
     "convert",
     "cost_report",
     "gated_layers",
     "make_op",
     "op_types",
+    "register_op",
     "parse_op",
     "skipconv_designs",
     "stream",

@@ -60,7 +60,7 @@ from ._gates import (
     units_to_positions,
 )
 from ._layers import LayerInfo
-from ._ops import StudentOp, make_op
+from ._ops import StudentOp, make_op, register_op
 from ._spec import OpSpec
 from ._students import FullDelta, ZeroDelta
 
@@ -375,6 +375,7 @@ def _fraction(spec: OpSpec, text: str, what: str, allow_zero: bool = False) -> f
     return value
 
 
+@register_op
 class Gated(StudentOp):
     """``gated:GATE[:bB][:fF](OP[,REST])``: a skip-convolution (see the module docstring)."""
 

@@ -33,6 +33,33 @@ def test_info_lists_every_layer_with_candidates(capsys):
     assert totals["delta_macs"] < totals["teacher_macs"]
 
 
+def test_info_prints_the_arch_in_either_form(capsys):
+    arch = "gated:w0.0257:run:f0.396(full)"
+    code, out, _ = _run(capsys, "info", "--size", "64x128", "--arch", arch)
+    assert code == 0 and f"_conv_head                       {arch}\n" in out
+    code, out, _ = _run(capsys, "info", "--size", "64x128", "--arch", arch, "--arch-format", "fields")
+    line = next(x for x in out.splitlines() if x.startswith("  _conv_head "))  # the arch's lines are indented
+    assert json.loads(line.split(None, 1)[1]) == {"op": "gated", "gate": "w", "threshold": 0.0257,
+                                                  "reference": "running", "fraction": 0.396, "inner": "full"}
+    code, out, _ = _run(capsys, "info", "--json", "--size", "64x128", "--arch", arch, "--arch-format", "fields")
+    head = next(r for r in json.loads(out)["layers"] if r["layer"] == "_conv_head")
+    assert head["op"]["threshold"] == 0.0257
+
+
+def test_evaluate_phases_of_a_gated_run_folder_keep_every_clip(capsys, tmp_path, lite0):
+    from deltanas.delta import convert
+    from deltanas.export import export_model
+
+    export_model(convert(lite0, "gated:w0.05:run(full)", input_hw=(64, 128)), tmp_path / "run")
+    small = [*SMALL[:2], "carphone", *SMALL[2:]]  # two clips
+    code, out, err = _run(capsys, "evaluate", tmp_path / "run", "--phases", "4", "--json", "--no-progress", *small)
+    assert code == 0, err
+    report = json.loads(out)
+    assert list(report["per_clip"]) == ["bikes", "carphone"]
+    assert sum(c["frames"] for c in report["per_clip"].values()) == report["pooled"]["frames"] > 0
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["per_clip"] == report["per_clip"]
+
+
 def test_evaluate_full_is_exact_and_zero_is_reuse(capsys):
     code, out, _ = _run(capsys, "evaluate", "--arch", "full", "--json", "--no-progress", *SMALL)
     assert code == 0
@@ -87,7 +114,7 @@ def test_run_streams_a_video(capsys, tmp_path):
     code, out, _ = _run(capsys, "run", "bikes", "--arch", "full", "--max-frames", "9", "--size", "64x128",
                         "--keyframe", "4", "--csv", tmp_path / "f.csv")
     assert code == 0
-    assert "9 frames, 3 key frames" in out and "top-1 agreement on delta frames 100.0%" in out
+    assert "9 frames, 3 key frames" in out and "agreement on the delta frames: top-1 100.0%" in out
     assert len((tmp_path / "f.csv").read_text().splitlines()) == 10
 
 
@@ -97,7 +124,7 @@ def test_run_reports_the_macs_a_threshold_gate_spent(capsys):
     code, out, _ = _run(capsys, "run", "bikes", "--arch", "gated:t0(full)", "--max-frames", "9", "--size", "64x128",
                         "--keyframe", "4")
     assert code == 0
-    speedup = float(out.split("M (")[1].split("x)")[0])
+    speedup = float(out.split("M (")[1].split("x fewer)")[0])
     assert speedup < 1.1  # analytic: about 3x
 
 

@@ -71,7 +71,7 @@ def test_run_streams_a_dense_user_network(capsys, tmp_path):
     code, out, err = _run(capsys, "run", "bikes", "--teacher", UNET, "--teacher-weights", path, "--arch", "full",
                           "--size", "32x48", "--max-frames", "8", "--keyframe", "4")
     assert code == 0, err
-    assert "8 frames, 2 key frames" in out and "top-1 agreement on delta frames 100.0%" in out
+    assert "8 frames, 2 key frames" in out and "agreement on the delta frames: top-1 100.0%" in out
 
 
 def test_train_then_evaluate_the_run_folder_finds_the_weights_again(capsys, tmp_path, resnet_file):

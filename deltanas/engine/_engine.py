@@ -1,0 +1,246 @@
+"""The sparse delta engine: key frames dense in the fastest runtime, delta frames sparse end to end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import torch
+
+from ..delta import DeltaModel, KeyframePolicy
+from ..errors import ConfigError
+from ._graph import EngineGraph, lower
+from ._keyframes import KeyRuntime, create_key_runtime, key_graph
+from ._nodes import ActivationNode, ConvNode, Frame, InputNode, KeyExport, Message
+from . import _native
+
+__all__ = ["EngineFrame", "SparseEngine", "engine_stream"]
+
+BACKENDS = ("auto", "native", "torch")
+
+
+@dataclass
+class _Prepared:
+    """Everything the engine holds for one input size."""
+
+    graph: EngineGraph
+    state: dict[str, torch.Tensor]
+    exports: list[tuple[KeyExport, object]]  # (export, node that loads it)
+    key_runtime: KeyRuntime
+    program: object | None  # the native program, when the native backend runs
+    keyed: bool = False
+
+
+@dataclass
+class EngineFrame:
+    """One streamed frame: its outputs (a teacher: the last feature map, then the logits), whether it was a
+    key frame, and the MACs per layer it spent (a key frame: the dense teacher's)."""
+
+    index: int
+    is_key: bool
+    outputs: tuple[torch.Tensor, ...]
+    macs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def output(self) -> torch.Tensor:
+        """The first output (a teacher's last feature map), batch of one, as ``DeltaModel`` returns it."""
+        return self.outputs[0]
+
+
+class SparseEngine:
+    """Runs a :class:`~deltanas.delta.DeltaModel` frame by frame (batch one) without computing what did not
+    change.
+
+    ``key_frame(x)`` runs the dense teacher in ``keyframes`` (``auto``: OpenVINO, else ONNX Runtime, else
+    PyTorch) and fills the engine's state; ``delta_frame(x)`` propagates only the change since the previous
+    frame through every layer, each delta layer updating by its operator (exact, a gate, reuse, or its
+    student run densely). ``backend``: ``native`` (the C++ kernels), ``torch`` (the pure-PyTorch reference
+    path, same numbers), ``auto`` (native where built). After each frame ``last_macs`` holds the
+    multiply-adds each layer did, and the model's own cost report is what :meth:`measured_cost` returns.
+    """
+
+    def __init__(self, model: DeltaModel, *, backend: str = "auto", keyframes: str = "auto",
+                 threads: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown engine backend {backend!r}; known: {', '.join(BACKENDS)}")
+        if backend == "native" and not _native.available():
+            raise ConfigError(f"the native engine is not built here ({_native.why_unavailable()}); "
+                              f"reinstall deltanas with a C++ compiler, or use backend='torch'")
+        if backend == "auto":
+            backend = "native" if _native.available() and dtype == torch.float32 else "torch"
+        if backend == "native" and dtype != torch.float32:
+            raise ConfigError("the native engine computes in float32")
+        self.model = model.eval()
+        self.backend = backend
+        self.keyframes = keyframes
+        self.threads = threads
+        self.dtype = dtype
+        self.last_macs: dict[str, float] = {}
+        self._prepared: dict[tuple[int, int], _Prepared] = {}
+        self._current: _Prepared | None = None
+
+    # -- building ---------------------------------------------------------------------------------------
+    def prepare(self, input_hw: tuple[int, int]) -> _Prepared:
+        """Trace, lower and allocate for frames of ``input_hw`` (done once per size, on first use)."""
+        input_hw = (int(input_hw[0]), int(input_hw[1]))
+        if input_hw in self._prepared:
+            return self._prepared[input_hw]
+        graph = lower(self.model, input_hw)
+        producer = {}
+        for uid, node in enumerate(graph.nodes):
+            node.uid = uid
+            producer[node.output] = node
+        for node in graph.nodes:
+            if isinstance(node, ConvNode) and node.rule == "gate" and node.gate.needs_key_norm and \
+                    isinstance(producer.get(node.inputs[0]), ActivationNode):
+                node.norm_source = producer[node.inputs[0]]
+        state: dict[str, torch.Tensor] = {}
+        for node in graph.nodes:
+            for name, (shape, fill) in node.buffers(graph.tensors).items():
+                state[name] = torch.full(shape, fill, dtype=self.dtype)
+        for t in graph.outputs:
+            state[_out(t)] = torch.zeros(graph.tensors[t].positions, graph.tensors[t].c, dtype=self.dtype)
+        exports = [(e, node) for node in graph.nodes for e in node.key_exports()]
+        gm = key_graph(graph, [e for e, _ in exports])
+        if self.dtype != torch.float32:
+            import copy
+            gm = copy.deepcopy(gm).to(self.dtype)
+        threads = self.threads or torch.get_num_threads()
+        example = torch.zeros(1, self.model.in_channels, *input_hw, dtype=self.dtype)
+        targets = [state[_out(t)] for t in graph.outputs]
+        for export, _ in exports:  # written in place where the buffer is what the key graph returns
+            buffer = state[export.buffer]
+            rows = 1 if export.kind == "norm" else graph.tensors[export.tensor].positions
+            targets.append(buffer if buffer.shape[0] == rows else None)
+        runtime = create_key_runtime("torch" if self.dtype != torch.float32 else self.keyframes, gm, example,
+                                     threads, targets)
+        program = _native.build_program(graph, state) if self.backend == "native" else None
+        prepared = _Prepared(graph, state, exports, runtime, program)
+        self._prepared[input_hw] = prepared
+        return prepared
+
+    @property
+    def key_runtime(self) -> str:
+        """The dense runtime that runs key frames (of the last prepared size)."""
+        if self._current is None:
+            return self.keyframes
+        return self._current.key_runtime.name
+
+    # -- running ----------------------------------------------------------------------------------------
+    def _frame(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != self.model.in_channels:
+            raise ConfigError(f"the engine takes one frame (1, {self.model.in_channels}, H, W), got {tuple(x.shape)}")
+        return x.to(self.dtype)
+
+    @staticmethod
+    def _check_finite(x: torch.Tensor) -> None:
+        if not torch.isfinite(x).all():
+            raise ConfigError("the frame holds NaN or infinite values")
+
+    @torch.no_grad()
+    def key_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Run the dense teacher on ``x`` (1, C, H, W) and make it the reference of the next delta frames."""
+        x = self._frame(x)
+        self._check_finite(x)
+        p = self.prepare(tuple(x.shape[-2:]))
+        self._current = p
+        values = p.key_runtime.run(x)
+        for (export, node), value in zip(p.exports, values[len(p.graph.outputs):]):
+            if value is not None:  # not written in place
+                node.load_key(p.state, export, value)
+        p.graph.nodes[0].load_frame(p.state, x)
+        if p.program is not None:  # clears what the last group held back, derives the gates' key norms
+            p.program.key_frame()
+        else:
+            for node in p.graph.nodes:
+                node.reset(p.state)
+                if isinstance(node, ConvNode) and node.norm_source is not None:
+                    node.derive_key_norm(p.state)
+        p.keyed = True
+        self.last_macs = {}
+        return self._outputs(p)
+
+    @torch.no_grad()
+    def delta_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Update the outputs from the change of ``x`` since the last frame (a key frame must come first)."""
+        x = self._frame(x)
+        p = self._current
+        if p is None or not p.keyed:
+            raise RuntimeError("SparseEngine: a delta frame came before any key frame")
+        if tuple(x.shape[-2:]) != p.graph.input_hw:
+            raise ConfigError(f"frame size {tuple(x.shape[-2:])} differs from the key frame's {p.graph.input_hw}")
+        if p.program is not None:  # the native input op checks the frame as it reads it
+            self.last_macs = p.program.delta_frame(x)
+        else:
+            self._check_finite(x)
+            self.last_macs = _torch_delta_frame(p, x, self.dtype)
+        return self._outputs(p)
+
+    def _outputs(self, p: _Prepared) -> tuple[torch.Tensor, ...]:
+        results = []
+        for t, shape in zip(p.graph.outputs, p.graph.output_shapes):
+            info, value = p.graph.tensors[t], p.state[_out(t)]
+            if len(shape) == 4:
+                results.append(value.view(info.h, info.w, info.c).permute(2, 0, 1)[None].contiguous())
+            else:
+                results.append(value.reshape(shape).clone())
+        return tuple(results)
+
+    def reset(self) -> None:
+        """Forget the reference: the next frame must be a key frame."""
+        if self._current is not None:
+            self._current.keyed = False
+
+    # -- facts ------------------------------------------------------------------------------------------
+    def state_bytes(self, input_hw: tuple[int, int]) -> int:
+        """Bytes of state the engine keeps between frames at ``input_hw`` (scratch of the native kernels
+        included)."""
+        p = self.prepare(input_hw)
+        total = sum(t.numel() * t.element_size() for t in p.state.values())
+        return total + (p.program.scratch_bytes if p.program is not None else 0)
+
+    def last_frame_macs(self) -> float:
+        return float(sum(self.last_macs.values()))
+
+    @property
+    def conv_layers(self) -> list[str]:
+        """The delta layers (convolutions) of the last prepared size, by name, as ``last_macs`` names them."""
+        return [] if self._current is None else \
+            [n.name for n in self._current.graph.nodes if isinstance(n, ConvNode) and not n.is_linear]
+
+    @property
+    def linear_layers(self) -> set[str]:
+        """The linear layers (run as 1 x 1 on pooled vectors), by name."""
+        return set() if self._current is None else \
+            {n.name for n in self._current.graph.nodes if isinstance(n, ConvNode) and n.is_linear}
+
+
+def _out(tensor: int) -> str:
+    return f"out:{tensor}"
+
+
+def _torch_delta_frame(p: _Prepared, x: torch.Tensor, dtype: torch.dtype) -> dict[str, float]:
+    frame = Frame(p.state, p.graph.tensors, dtype)
+    nodes = p.graph.nodes
+    assert isinstance(nodes[0], InputNode)
+    nodes[0].feed(frame, x)
+    for node in nodes[1:]:
+        node.run(frame)
+    for t in p.graph.outputs:
+        msg: Message = frame.msgs[t]
+        p.state[_out(t)].index_add_(0, msg.idx, msg.val)
+    return {name: macs for name, macs in frame.macs.items() if macs}
+
+
+def engine_stream(engine: SparseEngine, frames: Iterable[torch.Tensor], policy: KeyframePolicy) -> Iterator[EngineFrame]:
+    """Frames (C, H, W) float in [0, 1], one at a time: key frames where ``policy`` puts them."""
+    schedule = policy.schedule()
+    for index, frame in enumerate(frames):
+        x = frame[None] if frame.ndim == 3 else frame
+        if schedule.is_key(x.float()):
+            yield EngineFrame(index, True, engine.key_frame(x))
+        else:
+            outputs = engine.delta_frame(x)
+            yield EngineFrame(index, False, outputs, dict(engine.last_macs))

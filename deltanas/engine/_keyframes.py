@@ -1,0 +1,219 @@
+"""Key frames at the speed of the best dense runtime, and the state they hand the engine.
+
+A key frame runs the dense teacher. Besides its outputs, the engine needs what its stateful nodes keep
+(the inputs of activations, of max pooling, the key frame's mean input norm of ``a``/``w`` gates): the
+:func:`key_graph` is the traced network with every delta layer replaced by its teacher convolution and
+those values as extra outputs, channels last. It runs in PyTorch, or exported to ONNX in ONNX Runtime or
+OpenVINO (optional extras: ``pip install 'deltanas[openvino]'``); :func:`create_key_runtime` picks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import warnings
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+from ..delta import DeltaConv
+from ..errors import ConfigError
+from ._graph import EngineGraph
+from ._nodes import KeyExport
+
+__all__ = ["KEY_RUNTIMES", "KeyRuntime", "available_key_runtimes", "create_key_runtime", "dense_runtime", "key_graph"]
+
+KEY_RUNTIMES = ("openvino", "onnxruntime", "torch")  # preference of "auto"
+
+
+def key_graph(graph: EngineGraph, exports: Sequence[KeyExport]) -> fx.GraphModule:
+    """The dense network returning ``(*outputs, *exports)``: each output and ``map`` export as
+    (positions, channels), each ``norm`` export as a (1,) tensor."""
+    gm = graph.gm
+    new = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    root = nn.Module()  # shares the traced modules; buffers of the norms are added below
+    for name, child in gm.named_children():
+        root.add_module(name, child)
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            continue
+        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), DeltaConv):
+            env[node] = new.call_module(f"{node.target}.conv", fx.node.map_arg(node.args, env.__getitem__))
+        else:
+            env[node] = new.node_copy(node, env.__getitem__)
+
+    def rows(tensor: int) -> fx.Node:
+        info, value = graph.tensors[tensor], env[graph.fx_nodes[tensor]]
+        if info.positions > 1:
+            value = new.call_method("permute", (value, 0, 2, 3, 1))
+        return new.call_method("reshape", (value, info.positions, info.c))
+
+    results = [rows(t) for t in graph.outputs]
+    for i, export in enumerate(exports):
+        if export.kind == "map":
+            results.append(rows(export.tensor))
+            continue
+        value = env[graph.fx_nodes[export.tensor]]
+        sq = new.call_function(torch.mul, (value, value))
+        if export.weight is not None:
+            name = f"_engine_norm_weight_{i}"
+            root.register_buffer(name, export.weight.detach().float().view(1, -1, 1, 1))
+            sq = new.call_function(torch.mul, (sq, new.get_attr(name)))
+        norm = new.call_method("sqrt", (new.call_method("sum", (sq, 1)),))
+        results.append(new.call_method("reshape", (new.call_method("mean", (norm,)), 1)))
+    new.output(tuple(results))
+    return fx.GraphModule(root, new).eval()  # a new module trains by default: exporters would honour that
+
+
+class KeyRuntime(ABC):
+    """Runs the key graph on a (1, C, H, W) frame. Output ``i`` goes into ``targets[i]`` (a contiguous tensor of
+    its shape, bound once where the runtime can write into it directly); ``run`` returns the outputs that
+    have no target (None in their place elsewhere)."""
+
+    name: str
+
+    def __init__(self, targets: Sequence[torch.Tensor | None]) -> None:
+        self.targets = list(targets)
+
+    @abstractmethod
+    def run(self, x: torch.Tensor) -> list[torch.Tensor | None]: ...
+
+    def _deliver(self, values: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+        results: list[torch.Tensor | None] = []
+        for target, value in zip(self.targets, values):
+            if target is None:
+                results.append(value)
+            else:
+                target.copy_(value.reshape(target.shape))
+                results.append(None)
+        return results
+
+
+class TorchKeyRuntime(KeyRuntime):
+    name = "torch"
+
+    def __init__(self, gm: fx.GraphModule, targets: Sequence[torch.Tensor | None]) -> None:
+        super().__init__(targets)
+        self.gm = gm
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+        return self._deliver(self.gm(x))
+
+
+class _OnnxExported(KeyRuntime):
+    """A key graph exported to ONNX at one input size (kept in a temporary folder while it runs)."""
+
+    def __init__(self, gm: fx.GraphModule, example: torch.Tensor, threads: int,
+                 targets: Sequence[torch.Tensor | None]) -> None:
+        super().__init__(targets)
+        self._folder = tempfile.TemporaryDirectory(prefix="deltanas-key-")
+        self.path = Path(self._folder.name) / "key.onnx"
+        outputs = len(gm.graph.find_nodes(op="output")[0].args[0])
+        self.output_names = [f"out{i}" for i in range(outputs)]
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(gm.eval(), (example,), str(self.path), input_names=["x"],
+                              output_names=self.output_names, dynamo=False, opset_version=17,
+                              training=torch.onnx.TrainingMode.EVAL)
+        self.threads = threads
+
+
+class OnnxRuntimeKeyRuntime(_OnnxExported):
+    """ONNX Runtime's CPU provider, writing the targets in place through an IO binding."""
+
+    name = "onnxruntime"
+
+    def __init__(self, gm: fx.GraphModule, example: torch.Tensor, threads: int,
+                 targets: Sequence[torch.Tensor | None]) -> None:
+        super().__init__(gm, example, threads, targets)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.binding = self.session.io_binding()
+        for name, target in zip(self.output_names, self.targets):
+            if target is None:
+                self.binding.bind_output(name, "cpu")
+            else:
+                self.binding.bind_output(name, "cpu", 0, np.float32, list(target.shape), target.data_ptr())
+
+    def run(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+        frame = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+        self.binding.bind_cpu_input("x", frame)
+        self.session.run_with_iobinding(self.binding)
+        outs = self.binding.get_outputs()
+        return [None if t is not None else torch.from_numpy(o.numpy()) for t, o in zip(self.targets, outs)]
+
+
+class OpenVinoKeyRuntime(_OnnxExported):
+    """OpenVINO's CPU plugin (latency hint), writing the targets in place."""
+
+    name = "openvino"
+
+    def __init__(self, gm: fx.GraphModule, example: torch.Tensor, threads: int,
+                 targets: Sequence[torch.Tensor | None]) -> None:
+        super().__init__(gm, example, threads, targets)
+        import openvino as ov
+
+        core = ov.Core()
+        self.compiled = core.compile_model(str(self.path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                                   "INFERENCE_NUM_THREADS": threads})
+        self.request = self.compiled.create_infer_request()
+        for i, target in enumerate(self.targets):
+            if target is not None:
+                self.request.set_output_tensor(i, ov.Tensor(target.numpy(), shared_memory=True))
+
+    def run(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+        import openvino as ov
+
+        frame = np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)
+        self.request.set_input_tensor(ov.Tensor(frame, shared_memory=True))
+        self.request.infer()
+        return [None if t is not None else torch.from_numpy(self.request.get_output_tensor(i).data.copy())
+                for i, t in enumerate(self.targets)]
+
+
+_CLASSES = {"torch": TorchKeyRuntime, "onnxruntime": OnnxRuntimeKeyRuntime, "openvino": OpenVinoKeyRuntime}
+
+
+def available_key_runtimes() -> list[str]:
+    """The dense runtimes installed here, in the order ``auto`` prefers them."""
+    return [name for name in KEY_RUNTIMES if name == "torch" or importlib.util.find_spec(name) is not None]
+
+
+def create_key_runtime(name: str, gm: fx.GraphModule, example: torch.Tensor, threads: int,
+                       targets: Sequence[torch.Tensor | None]) -> KeyRuntime:
+    """``name``: one of :data:`KEY_RUNTIMES`, or ``auto`` (the first installed of OpenVINO, ONNX Runtime,
+    PyTorch). A runtime that is not installed is refused with the command that installs it. ``targets``: see
+    :class:`KeyRuntime`."""
+    if name == "auto":
+        name = available_key_runtimes()[0]
+    if name not in _CLASSES:
+        raise ConfigError(f"unknown key-frame runtime {name!r}; known: auto, {', '.join(KEY_RUNTIMES)}")
+    if name not in available_key_runtimes():
+        raise ConfigError(f"key-frame runtime {name!r} is not installed: pip install 'deltanas[{name}]'")
+    if name == "torch":
+        return TorchKeyRuntime(gm, targets)
+    return _CLASSES[name](gm, example, threads, targets)
+
+
+def dense_runtime(model, name: str, input_hw: tuple[int, int], threads: int) -> Callable[[torch.Tensor], list]:
+    """The dense teacher of ``model`` (its outputs only, no engine state) in runtime ``name``, as a function of
+    one frame (1, C, H, W): what a user who only wants speed would run, to compare the engine with."""
+    from ._graph import lower
+
+    graph = lower(model, input_hw)
+    gm = key_graph(graph, [])
+    example = torch.zeros(1, model.in_channels, *input_hw)
+    runtime = create_key_runtime(name, gm, example, threads, [None] * len(graph.outputs))
+    return runtime.run
