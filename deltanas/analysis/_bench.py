@@ -3,7 +3,8 @@ measured in the same run on the same frames (ratios, not seconds).
 
 Each repeat streams the frames once through every contender in turn (the dense teacher in PyTorch eager,
 ONNX Runtime and OpenVINO where installed; the delta model in the engine, key frames every K frames), so
-that the machine's noise falls on all of them alike; the figures are medians over the repeats.
+that the machine's noise falls on all of them alike, with a pause between contenders so that one's idle
+threads do not slow the next; the figures are medians over the repeats.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
 
 import torch
 
@@ -68,54 +70,61 @@ class BenchResult:
 
 
 @torch.no_grad()
-def bench(model: DeltaModel, frames: torch.Tensor, keyframe_interval: int, repeats: int = 5, *,
-          runtimes: list[str] | None = None, engine: SparseEngine | None = None) -> BenchResult:
-    """``frames`` float (T, 3, H, W) in [0, 1]. ``runtimes``: the dense teacher's runtimes to time (default
-    every installed one); ``engine``: the engine to time (default: native where built, key frames in the
-    fastest installed runtime)."""
+def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", keyframe_interval: int,
+          repeats: int = 5, *, runtimes: list[str] | None = None, engine: SparseEngine | None = None,
+          teachers: dict[str, Callable] | None = None) -> BenchResult:
+    """``frames``: one clip (T, 3, H, W) float in [0, 1], or several of one size (each starts with a key
+    frame). ``runtimes``: the dense teacher's runtimes to time (default every installed one), or ``teachers``
+    already built (:func:`~deltanas.engine.dense_runtime`, by runtime); ``engine``: the engine to time
+    (default: native where built, key frames in the fastest installed runtime)."""
     model.eval()
-    k, hw = keyframe_interval, (int(frames.shape[-2]), int(frames.shape[-1]))
+    clips = [frames] if isinstance(frames, torch.Tensor) else list(frames)
+    k, hw = keyframe_interval, (int(clips[0].shape[-2]), int(clips[0].shape[-1]))
     threads = torch.get_num_threads()
     engine = engine or SparseEngine(model)
-    runtimes = runtimes or available_key_runtimes()
-    teachers = {name: dense_runtime(model, name, hw, threads) for name in runtimes}
-    single = [f[None].contiguous() for f in frames]
-    engine.key_frame(single[0])  # builds the engine; warm-up below
+    if teachers is None:
+        teachers = {name: dense_runtime(model, name, hw, threads).run for name in runtimes or available_key_runtimes()}
+    single = [[f[None].contiguous() for f in clip] for clip in clips]
+    engine.key_frame(single[0][0])  # builds the engine; warm-up below
 
     def run_engine(record: dict) -> float:
         start = time.perf_counter()
-        for i, x in enumerate(single):
-            t0 = time.perf_counter()
-            if i % k == 0:
-                engine.key_frame(x)
-                record["key"].append(time.perf_counter() - t0)
-            else:
-                engine.delta_frame(x)
-                record["delta"].append(time.perf_counter() - t0)
-                record["macs"].append(engine.last_frame_macs())
+        for clip in single:
+            for i, x in enumerate(clip):
+                t0 = time.perf_counter()
+                if i % k == 0:
+                    engine.key_frame(x)
+                    record["key"].append(time.perf_counter() - t0)
+                else:
+                    engine.delta_frame(x)
+                    record["delta"].append(time.perf_counter() - t0)
+                    record["macs"].append(engine.last_frame_macs())
         return time.perf_counter() - start
 
     def run_teacher(fn) -> float:
         start = time.perf_counter()
-        for x in single:
-            fn(x)
+        for clip in single:
+            for x in clip:
+                fn(x)
         return time.perf_counter() - start
 
     for fn in teachers.values():  # warm-up
-        fn(single[0])
+        fn(single[0][0])
     run_engine({"key": [], "delta": [], "macs": []})
     totals: dict[str, list[float]] = {name: [] for name in [*teachers, "engine"]}
     record: dict[str, list[float]] = {"key": [], "delta": [], "macs": []}
     for _ in range(repeats):
         for name, fn in teachers.items():
+            _settle()
             totals[name].append(run_teacher(fn))
+        _settle()
         totals["engine"].append(run_engine(record))
-    n = len(single)
+    n = sum(len(clip) for clip in single)
     per = {name: [1e3 * t / n for t in ts] for name, ts in totals.items()}
     top1, fidelity = _agreement(model, engine, single, k)
     cost = model.cost(hw)
     delta_macs = statistics.fmean(record["macs"]) if record["macs"] else 0.0
-    keys = -(-n // k)
+    keys = sum(-(-len(clip) // k) for clip in single)
     return BenchResult(
         frames=n, keyframe_interval=k, input_hw=hw, threads=threads,
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -133,15 +142,23 @@ def bench(model: DeltaModel, frames: torch.Tensor, keyframe_interval: int, repea
     )
 
 
-def _agreement(model: DeltaModel, engine: SparseEngine, single: list[torch.Tensor], k: int) -> tuple[float, float]:
+def _settle() -> None:
+    """Let the last contender's worker threads stop spinning (OpenMP, TBB and ONNX Runtime pools busy-wait for a
+    while after their work) before the next contender's clock starts."""
+    time.sleep(0.2)
+
+
+def _agreement(model: DeltaModel, engine: SparseEngine, clips: list[list[torch.Tensor]],
+               k: int) -> tuple[float, float]:
     teacher = model.teacher
     if teacher is None:
         return float("nan"), float("nan")
     meter = AgreementMeter(teacher.info.num_classes)
-    for start in range(0, len(single), k):
-        group = single[start:start + k]
-        ref = teacher.logits_from_features(model.teacher_forward(torch.cat(group)))
-        outs = [engine.key_frame(group[0])[0]] + [engine.delta_frame(x)[0] for x in group[1:]]
-        meter.update(ref, teacher.logits_from_features(torch.cat(outs)))
+    for clip in clips:
+        for start in range(0, len(clip), k):
+            group = clip[start:start + k]
+            ref = teacher.logits_from_features(model.teacher_forward(torch.cat(group)))
+            outs = [engine.key_frame(group[0])[0]] + [engine.delta_frame(x)[0] for x in group[1:]]
+            meter.update(ref, teacher.logits_from_features(torch.cat(outs)))
     result = meter.result()
     return result.top1, result.fidelity

@@ -13,7 +13,7 @@ import torch
 
 from .._io import atomic_write
 from ..delta import DeltaModel, KeyframePolicy, stream
-from ..engine import SparseEngine, available_key_runtimes, dense_runtime
+from ..engine import SparseEngine, dense_runtime
 from ._gating import GatedSpend, measured_cost
 from ._metrics import Agreement, AgreementMeter
 
@@ -70,13 +70,13 @@ def run_stream(model: DeltaModel, frames: Sequence[torch.Tensor] | torch.Tensor,
                engine: SparseEngine | None = None, teacher_runtime: str = "auto") -> StreamReport:
     """Stream ``frames`` (T, 3, H, W) float in [0, 1] through ``model``: in ``engine`` (the sparse engine), or
     on the reference path without one. The dense teacher runs the same frames in ``teacher_runtime``
-    (``auto``: the first installed of OpenVINO, ONNX Runtime, PyTorch) for the speed and as the reference."""
+    (``auto``: the fastest installed) for the speed, and in PyTorch as the reference."""
     teacher = model.teacher
     frames = torch.as_tensor(frames) if not isinstance(frames, torch.Tensor) else frames
     hw = (int(frames.shape[-2]), int(frames.shape[-1]))
     threads = torch.get_num_threads()
-    runtime = available_key_runtimes()[0] if teacher_runtime == "auto" else teacher_runtime
-    dense = dense_runtime(model, runtime, hw, threads)
+    dense_teacher = dense_runtime(model, teacher_runtime, hw, threads)
+    dense, runtime = dense_teacher.run, dense_teacher.name
     single = [f[None].contiguous() for f in frames]
     dense(single[0])  # warm-up
     if engine is not None:  # built and warmed up before the clock runs

@@ -67,7 +67,8 @@ def add_engine_options(p: argparse.ArgumentParser, reference: bool = False) -> N
                         + ("; reference: the dense-masked path that training and the search use" if reference
                            else "") + " (default auto)")
     g.add_argument("--keyframes", choices=["auto", "openvino", "onnxruntime", "torch"], default="auto",
-                   help="runtime of the key frames (dense): auto takes OpenVINO, else ONNX Runtime, else PyTorch")
+                   help="runtime of the key frames (dense): auto takes the fastest of OpenVINO and ONNX Runtime "
+                        "(timed here), PyTorch without them")
 
 
 def engine_from_args(args: argparse.Namespace, model):

@@ -51,8 +51,8 @@ class SparseEngine:
     """Runs a :class:`~deltanas.delta.DeltaModel` frame by frame (batch one) without computing what did not
     change.
 
-    ``key_frame(x)`` runs the dense teacher in ``keyframes`` (``auto``: OpenVINO, else ONNX Runtime, else
-    PyTorch) and fills the engine's state; ``delta_frame(x)`` propagates only the change since the previous
+    ``key_frame(x)`` runs the dense teacher in ``keyframes`` (``auto``: the fastest installed of OpenVINO and
+    ONNX Runtime, timed once per input size; PyTorch without them) and fills the engine's state; ``delta_frame(x)`` propagates only the change since the previous
     frame through every layer, each delta layer updating by its operator (exact, a gate, reuse, or its
     student run densely). ``backend``: ``native`` (the C++ kernels), ``torch`` (the pure-PyTorch reference
     path, same numbers), ``auto`` (native where built). After each frame ``last_macs`` holds the

@@ -4,17 +4,19 @@ A key frame runs the dense teacher. Besides its outputs, the engine needs what i
 (the inputs of activations, of max pooling, the key frame's mean input norm of ``a``/``w`` gates): the
 :func:`key_graph` is the traced network with every delta layer replaced by its teacher convolution and
 those values as extra outputs, channels last. It runs in PyTorch, or exported to ONNX in ONNX Runtime or
-OpenVINO (optional extras: ``pip install 'deltanas[openvino]'``); :func:`create_key_runtime` picks.
+OpenVINO (optional extras: ``pip install 'deltanas[openvino]'``); :func:`create_key_runtime` picks the
+fastest.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import tempfile
+import time
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ from ._nodes import KeyExport
 
 __all__ = ["KEY_RUNTIMES", "KeyRuntime", "available_key_runtimes", "create_key_runtime", "dense_runtime", "key_graph"]
 
-KEY_RUNTIMES = ("openvino", "onnxruntime", "torch")  # preference of "auto"
+KEY_RUNTIMES = ("openvino", "onnxruntime", "torch")
 
 
 def key_graph(graph: EngineGraph, exports: Sequence[KeyExport]) -> fx.GraphModule:
@@ -107,12 +109,10 @@ class TorchKeyRuntime(KeyRuntime):
         return self._deliver(self.gm(x))
 
 
-class _OnnxExported(KeyRuntime):
-    """A key graph exported to ONNX at one input size (kept in a temporary folder while it runs)."""
+class _OnnxFile:
+    """A key graph exported to ONNX at one input size, in a temporary folder that lives as long as this does."""
 
-    def __init__(self, gm: fx.GraphModule, example: torch.Tensor, threads: int,
-                 targets: Sequence[torch.Tensor | None]) -> None:
-        super().__init__(targets)
+    def __init__(self, gm: fx.GraphModule, example: torch.Tensor) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="deltanas-key-")
         self.path = Path(self._folder.name) / "key.onnx"
         outputs = len(gm.graph.find_nodes(op="output")[0].args[0])
@@ -122,7 +122,12 @@ class _OnnxExported(KeyRuntime):
             torch.onnx.export(gm.eval(), (example,), str(self.path), input_names=["x"],
                               output_names=self.output_names, dynamo=False, opset_version=17,
                               training=torch.onnx.TrainingMode.EVAL)
-        self.threads = threads
+
+
+class _OnnxExported(KeyRuntime):
+    def __init__(self, onnx: _OnnxFile, threads: int, targets: Sequence[torch.Tensor | None]) -> None:
+        super().__init__(targets)
+        self.onnx, self.path, self.output_names, self.threads = onnx, onnx.path, onnx.output_names, threads
 
 
 class OnnxRuntimeKeyRuntime(_OnnxExported):
@@ -130,9 +135,8 @@ class OnnxRuntimeKeyRuntime(_OnnxExported):
 
     name = "onnxruntime"
 
-    def __init__(self, gm: fx.GraphModule, example: torch.Tensor, threads: int,
-                 targets: Sequence[torch.Tensor | None]) -> None:
-        super().__init__(gm, example, threads, targets)
+    def __init__(self, onnx: _OnnxFile, threads: int, targets: Sequence[torch.Tensor | None]) -> None:
+        super().__init__(onnx, threads, targets)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -160,9 +164,8 @@ class OpenVinoKeyRuntime(_OnnxExported):
 
     name = "openvino"
 
-    def __init__(self, gm: fx.GraphModule, example: torch.Tensor, threads: int,
-                 targets: Sequence[torch.Tensor | None]) -> None:
-        super().__init__(gm, example, threads, targets)
+    def __init__(self, onnx: _OnnxFile, threads: int, targets: Sequence[torch.Tensor | None]) -> None:
+        super().__init__(onnx, threads, targets)
         import openvino as ov
 
         core = ov.Core()
@@ -187,33 +190,48 @@ _CLASSES = {"torch": TorchKeyRuntime, "onnxruntime": OnnxRuntimeKeyRuntime, "ope
 
 
 def available_key_runtimes() -> list[str]:
-    """The dense runtimes installed here, in the order ``auto`` prefers them."""
+    """The dense runtimes installed here (PyTorch always)."""
     return [name for name in KEY_RUNTIMES if name == "torch" or importlib.util.find_spec(name) is not None]
 
 
 def create_key_runtime(name: str, gm: fx.GraphModule, example: torch.Tensor, threads: int,
                        targets: Sequence[torch.Tensor | None]) -> KeyRuntime:
-    """``name``: one of :data:`KEY_RUNTIMES`, or ``auto`` (the first installed of OpenVINO, ONNX Runtime,
-    PyTorch). A runtime that is not installed is refused with the command that installs it. ``targets``: see
+    """``name``: one of :data:`KEY_RUNTIMES`, or ``auto``: of the installed ONNX runtimes (OpenVINO, ONNX
+    Runtime) the one that runs this graph fastest here (timed on ``example``), PyTorch when neither is
+    installed. A runtime that is not installed is refused with the command that installs it. ``targets``: see
     :class:`KeyRuntime`."""
-    if name == "auto":
-        name = available_key_runtimes()[0]
-    if name not in _CLASSES:
+    installed = available_key_runtimes()
+    if name != "auto" and name not in _CLASSES:
         raise ConfigError(f"unknown key-frame runtime {name!r}; known: auto, {', '.join(KEY_RUNTIMES)}")
-    if name not in available_key_runtimes():
+    if name != "auto" and name not in installed:
         raise ConfigError(f"key-frame runtime {name!r} is not installed: pip install 'deltanas[{name}]'")
-    if name == "torch":
+    candidates = [n for n in installed if n != "torch"] if name == "auto" else [name]
+    if not candidates or candidates == ["torch"]:
         return TorchKeyRuntime(gm, targets)
-    return _CLASSES[name](gm, example, threads, targets)
+    onnx = _OnnxFile(gm, example)
+    runtimes = [_CLASSES[n](onnx, threads, targets) for n in candidates]
+    if len(runtimes) == 1:
+        return runtimes[0]
+    return min(runtimes, key=lambda rt: _median_seconds(rt, example))
 
 
-def dense_runtime(model, name: str, input_hw: tuple[int, int], threads: int) -> Callable[[torch.Tensor], list]:
-    """The dense teacher of ``model`` (its outputs only, no engine state) in runtime ``name``, as a function of
-    one frame (1, C, H, W): what a user who only wants speed would run, to compare the engine with."""
+def _median_seconds(runtime: KeyRuntime, example: torch.Tensor, runs: int = 3) -> float:
+    runtime.run(example)  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runtime.run(example)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[runs // 2]
+
+
+def dense_runtime(model, name: str, input_hw: tuple[int, int], threads: int) -> KeyRuntime:
+    """The dense teacher of ``model`` (its outputs only, no engine state) in runtime ``name`` (``auto``: the
+    fastest installed, as for key frames): what a user who only wants speed would run, to compare the engine
+    with. ``.run(x)`` on one frame (1, C, H, W); ``.name`` says which runtime it is."""
     from ._graph import lower
 
     graph = lower(model, input_hw)
     gm = key_graph(graph, [])
     example = torch.zeros(1, model.in_channels, *input_hw)
-    runtime = create_key_runtime(name, gm, example, threads, [None] * len(graph.outputs))
-    return runtime.run
+    return create_key_runtime(name, gm, example, threads, [None] * len(graph.outputs))

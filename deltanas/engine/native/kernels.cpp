@@ -168,22 +168,24 @@ void op_input(Args& a) {
     float* __restrict state = a.ptr<float>();
     int64_t hw = a.next(), c = a.next();
     Msg out = a.msg();
+    std::vector<uint8_t>& changed = keep_scratch(hw);
+    uint8_t* __restrict flags = changed.data();
     int finite = 1;
-    for (int64_t ch = 0; ch < c; ++ch) {
-        const float* plane = x + ch * hw;
-        #pragma omp simd reduction(& : finite)
-        for (int64_t p = 0; p < hw; ++p) finite &= std::isfinite(plane[p]) ? 1 : 0;
+    #pragma omp parallel for reduction(& : finite) num_threads(threads_for(hw * c)) schedule(static)
+    for (int64_t p0 = 0; p0 < hw; p0 += 4096) {
+        const int64_t p1 = std::min(hw, p0 + 4096);
+        for (int64_t p = p0; p < p1; ++p) flags[p] = 0;
+        for (int64_t ch = 0; ch < c; ++ch) {
+            const float* __restrict xp = x + ch * hw;
+            const float* __restrict sp = state + ch * hw;
+            #pragma omp simd reduction(& : finite)
+            for (int64_t p = p0; p < p1; ++p) {
+                finite &= std::isfinite(xp[p]) ? 1 : 0;
+                flags[p] |= xp[p] != sp[p];
+            }
+        }
     }
     if (!finite) { *out.count = -1; return; }
-    std::vector<uint8_t>& changed = keep_scratch(hw);
-    std::memset(changed.data(), 0, hw);
-    uint8_t* __restrict flags = changed.data();
-    for (int64_t ch = 0; ch < c; ++ch) {
-        const float* __restrict xp = x + ch * hw;
-        const float* __restrict sp = state + ch * hw;
-        #pragma omp simd
-        for (int64_t p = 0; p < hw; ++p) flags[p] |= xp[p] != sp[p];
-    }
     int64_t n = 0;
     for (int64_t p = 0; p < hw; ++p) {
         if (!flags[p]) continue;
@@ -239,8 +241,10 @@ void op_gate(Args& a) {
     int64_t n = *in.count;
     for (int64_t i = 0; i < n; ++i) {
         int32_t p = in.idx[i];
-        float* row = acc + (int64_t)p * c;
-        const float* d = in.val + i * c;
+        if (i + 2 < n) __builtin_prefetch(acc + (int64_t)in.idx[i + 2] * c);
+        float* __restrict row = acc + (int64_t)p * c;
+        const float* __restrict d = in.val + i * c;
+        #pragma omp simd
         for (int64_t ch = 0; ch < c; ++ch) row[ch] += d[ch];
         if (!dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
     }
@@ -407,6 +411,7 @@ int64_t depthwise_scatter(const Window& g, const Msg& in, const float* __restric
     for (int64_t r = 0; r < n; ++r) {
         const int y = in.idx[r] / in_w, x = in.idx[r] % in_w;
         const float* __restrict d = in.val + r * c;
+        if (r + 1 < n) __builtin_prefetch(in.val + (r + 1) * c);
         int nx = 0;
         for (int j = 0; j < kw && nx < 64; ++j) {
             int ox = x + pw - j * dw;
@@ -547,6 +552,7 @@ void op_act(Args& a) {
     std::vector<uint8_t>& keep = keep_scratch(n);
     #pragma omp parallel for num_threads(threads_for(n * c * 4)) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
+        if (r + 2 < n) __builtin_prefetch(state + (int64_t)in.idx[r + 2] * c);  // rows lie scattered in the state
         keep[r] = row(state + (int64_t)in.idx[r] * c, in.val + r * c, out.val + r * c, c, p0, p1);
         out.idx[r] = in.idx[r];
     }
