@@ -22,7 +22,7 @@ from ..delta import DeltaModel
 from ..engine import SparseEngine, available_key_runtimes, dense_runtime
 from ._metrics import AgreementMeter
 
-__all__ = ["BenchResult", "bench"]
+__all__ = ["BenchResult", "bench", "speed_summary"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class BenchResult:
 
     frames: int
     keyframe_interval: int
+    key_frames: int  # every K frames, and the first frame of each clip
     input_hw: tuple[int, int]
     threads: int
     machine: str
@@ -59,6 +60,7 @@ class BenchResult:
 
     @property
     def fastest_runtime(self) -> str:
+        """The dense runtime the teacher ran fastest in (timed in this run)."""
         return min(self.teacher_ms_per_frame, key=self.teacher_ms_per_frame.get)
 
     def as_dict(self) -> dict:
@@ -126,7 +128,7 @@ def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", ke
     delta_macs = statistics.fmean(record["macs"]) if record["macs"] else 0.0
     keys = sum(-(-len(clip) // k) for clip in single)
     return BenchResult(
-        frames=n, keyframe_interval=k, input_hw=hw, threads=threads,
+        frames=n, keyframe_interval=k, key_frames=keys, input_hw=hw, threads=threads,
         machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
         engine_backend=engine.backend, key_runtime=engine.key_runtime,
         teacher_ms_per_frame={name: statistics.median(per[name]) for name in teachers},
@@ -162,3 +164,22 @@ def _agreement(model: DeltaModel, engine: SparseEngine, clips: list[list[torch.T
             meter.update(ref, teacher.logits_from_features(torch.cat(outs)))
     result = meter.result()
     return result.top1, result.fidelity
+
+
+def speed_summary(model: DeltaModel, clips: Sequence[torch.Tensor], keyframe_interval: int) -> tuple[dict, str]:
+    """What a user came for, on ``clips`` (uint8 (T, 3, H, W), e.g. the held-out frames): ms per frame of
+    ``model`` in the sparse engine against the dense teacher in the fastest installed runtime, one run each,
+    and the agreement kept. Returns (a JSON-able record, one line)."""
+    frames = [c.float() / 255 for c in clips]
+    hw = (int(frames[0].shape[-2]), int(frames[0].shape[-1]))
+    dense = dense_runtime(model, "auto", hw, torch.get_num_threads())
+    r = bench(model, frames, keyframe_interval, repeats=1, teachers={dense.name: dense.run})
+    record = {"ms_per_frame": r.delta_ms_per_frame, "teacher_runtime": dense.name,
+              "teacher_ms_per_frame": r.teacher_ms_per_frame[dense.name], "speedup": r.speedup(dense.name),
+              "macs_ratio": r.macs_ratio, "top1": r.top1, "fidelity": r.fidelity, "frames": r.frames,
+              "threads": r.threads, "engine_backend": r.engine_backend, "key_runtime": r.key_runtime}
+    line = (f"on the sparse engine ({r.engine_backend}): {r.delta_ms_per_frame:.1f} ms/frame against the dense "
+            f"teacher's {record['teacher_ms_per_frame']:.1f} in {dense.name} ({record['speedup']:.2f}x faster, "
+            f"{r.macs_ratio:.2f}x fewer MACs), keeping top-1 {100 * r.top1:.1f}% and fidelity {r.fidelity:.3f} "
+            f"on {r.frames} held-out frames, {r.threads} thread(s)")
+    return record, line

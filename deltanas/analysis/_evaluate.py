@@ -37,6 +37,16 @@ class EvalResult:
         the measurement says what it spent (a top-p gate measures exactly its analytic count)."""
         return measured_cost(analytic, self.gated_macs, self.linear_macs)
 
+    def report(self, analytic: CostReport, keyframe_interval: "int | float", keyframes: dict) -> dict:
+        """The JSON record of an evaluation (``deltanas evaluate --json``, ``eval.json``): MACs as spent, at the
+        key-frame interval reached, the key-frame policy, pooled and per-clip agreement."""
+        cost = self.cost(analytic)
+        k = keyframe_interval
+        return {"macs_per_frame": cost.per_frame(k), "delta_macs": cost.delta_macs, "teacher_macs": cost.teacher_macs,
+                "speedup": cost.speedup(k),
+                "keyframes": {n: v for n, v in keyframes.items() if n not in ("pooled", "macs_per_frame", "speedup")},
+                "pooled": self.pooled.as_dict(), "per_clip": {n: a.as_dict() for n, a in self.per_clip.items()}}
+
     @property
     def effective_interval(self) -> float:
         """Frames per key frame (K for a fixed interval, up to the clips' ends): use it for

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..delta import CostReport, DeltaModel, GatedDelta
+from ..delta import CostReport, DeltaModel, GatedDelta, averaged_macs
 from ..errors import ConfigError
 from ..video import iter_groups
 
@@ -116,8 +116,7 @@ class GatingReport:
 
     def per_frame(self) -> float:
         """Measured MACs averaged over a group of K frames (the key frame runs the teacher)."""
-        k = self.keyframe_interval
-        return (self.teacher_macs + (k - 1) * self.measured_delta_macs) / k
+        return averaged_macs(self.teacher_macs, self.measured_delta_macs, self.keyframe_interval)
 
     def speedup(self) -> float:
         return self.teacher_macs / max(self.per_frame(), 1.0)

@@ -81,13 +81,13 @@ def engine_from_args(args: argparse.Namespace, model):
     return SparseEngine(model, backend=args.engine, keyframes=args.keyframes, threads=getattr(args, "threads", None))
 
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
+def add_data_options(p: argparse.ArgumentParser, default: tuple[str, ...] = ("bundled",)) -> None:
     g = p.add_argument_group("footage")
-    g.add_argument("--videos", nargs="+", default=["bundled"], metavar="SRC",
+    g.add_argument("--videos", nargs="+", default=list(default), metavar="SRC",
                    help="bundled clip names (bikes, bigbuckbunny, carphone: moving cameras), 'bundled' or "
                         "'moving' (those three), static-camera clips shipped in the package (bottle-detection, "
                         "asl-book), 'static' (both), 'shared', "
-                        "video files, frame folders or folders of videos (default: bundled)")
+                        f"video files, frame folders or folders of videos (default: {' '.join(default)})")
     g.add_argument("--keyframe", type=int, default=8, metavar="K", help="keyframe interval (default 8)")
     g.add_argument("--eval-size", type=size_type, default=(256, 448), metavar="HxW",
                    help="held-out frames are resized (cover + centre crop) to this (default 256x448)")

@@ -131,8 +131,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     totals = {"teacher_macs": cost.teacher_macs, "delta_macs": cost.delta_macs, "linear_macs": linear,
               "per_frame": cost.per_frame(args.keyframe), "speedup": cost.speedup(args.keyframe),
               "cache_bytes": cost.cache_bytes, "layers": len(infos), "size": list(args.size)}
+    from ..engine import available_key_runtimes, native_available, native_unavailable_reason
+
+    engine = {"native": native_available(), "native_unavailable": native_unavailable_reason() or None,
+              "key_runtimes": available_key_runtimes()}
     if args.json:
-        print_json({"teacher": args.teacher, "layers": rows, "totals": totals})
+        print_json({"teacher": args.teacher, "layers": rows, "totals": totals, "engine": engine})
         return 0
     print(f"{args.teacher} at {args.size[0]}x{args.size[1]}: {len(infos)} convolutions, search space {space.name}")
     print(f"{'layer':32s} {'shape':34s} {'teacher':>9s} {'share':>6s}  candidates (MMACs)")
@@ -150,6 +154,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"arch {args.arch}: {cost.delta_macs / 1e6:.1f} MMACs per delta frame, "
               f"{totals['per_frame'] / 1e6:.1f} averaged at K={args.keyframe} ({totals['speedup']:.2f}x), "
               f"key-frame cache {cost.cache_bytes / 2**20:.1f} MiB")
+    print("sparse engine: " + ("native kernels" if engine["native"] else
+                               f"pure-PyTorch path (native kernels unavailable: {engine['native_unavailable']})")
+          + f"; dense runtimes for key frames: {', '.join(engine['key_runtimes'])}")
     return 0
 
 
@@ -209,12 +216,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           phases=args.phases, engine=engine)
         keyframes = {"policy": "fixed", "interval": config.keyframe_interval, "phases": args.phases}
         k = config.keyframe_interval
-    cost = result.cost(model.cost(config.eval_size))
-    report = {"macs_per_frame": cost.per_frame(k), "delta_macs": cost.delta_macs,
-              "teacher_macs": cost.teacher_macs, "speedup": cost.speedup(k),
-              "keyframes": {n: v for n, v in keyframes.items() if n not in ("pooled", "macs_per_frame", "speedup")},
-              "pooled": result.pooled.as_dict(),
-              "per_clip": {n: a.as_dict() for n, a in result.per_clip.items()}}
+    report = result.report(model.cost(config.eval_size), k, keyframes)
     if args.model:
         from .._run import RunDir
 

@@ -35,9 +35,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help="what the final choice among the candidates ranks by on the selection frames (fidelity: "
                         "the logits' error, continuous; top1/dense/miou: agreement, ties broken by fidelity)")
     s.add_argument("--quick", action="store_true", help="a usable result in about two minutes on 2 cores")
+    s.add_argument("--no-speed", action="store_true",
+                   help="skip the last step: timing the result on the sparse engine against the fastest dense runtime")
     s.add_argument("--adaptive-eval", action="store_true",
                    help="also evaluate with adaptive key frames at the key budget of K (summary: test_adaptive)")
-    add_data_options(p)
+    add_data_options(p, default=("static",))
     add_run_options(p)
     p.set_defaults(run=cmd_search)
 
@@ -55,7 +57,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                           steps=args.steps, warmup_steps=min(args.warmup_steps, args.steps),
                           finetune_steps=args.finetune_steps, weight_lr=args.lr, arch_lr=args.arch_lr,
                           prior=args.prior, seed=args.seed, threads=args.threads, adaptive_eval=args.adaptive_eval,
-                          select_metric=args.select_metric)
+                          select_metric=args.select_metric, speed_report=not args.no_speed)
     if args.quick:
         config = quick(config)
     name = args.name or f"search-{(args.target or args.target_frame).replace('.', 'p')}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ._arch import Arch
 from ._conv import DeltaConv, DeltaMode
 from ._gated import GatedDelta, RunningGatedDelta, gated_layers
-from ._gates import Gate, LearnedGate, ThresholdGate, TopPGate
+from ._gates import Gate, LearnedGate, ThresholdGate, TopPGate, top_mask
 from ._layers import LayerInfo, conv_macs, trace_layers
-from ._model import CostReport, DeltaModel, LayerCost, convert, cost_report
+from ._model import CostReport, DeltaModel, LayerCost, averaged_macs, convert, cost_report
 from ._ops import OP_TYPES, StudentOp, make_op, op_types, register_op
 from ._runner import KeyframePolicy, StreamFrame, calibrate_keyframes, stream
 from ._skipconv import skipconv_designs
@@ -38,6 +38,7 @@ __all__ = [
     "ThresholdGate",
     "TopPGate",
     "ZeroDelta",
+    "averaged_macs",
     "conv_macs",
     "convert",
     "cost_report",
@@ -48,6 +49,7 @@ __all__ = [
     "parse_op",
     "skipconv_designs",
     "stream",
+    "top_mask",
     "trace_layers",
     "builtin_search_spaces",
 ]

@@ -55,6 +55,7 @@ from ._gates import (
     TopPGate,
     active_units,
     pool_to_units,
+    top_mask,
     unit_grid,
     unit_layer,
     units_to_positions,
@@ -280,7 +281,7 @@ class RunningGatedDelta(GatedDelta):
         if self.kind == "p":
             flat = sq.flatten(1)
             k = active_units(self.value, flat.shape[1])
-            mask = torch.zeros_like(flat).scatter_(1, flat.topk(k, dim=1, sorted=False).indices, 1.0)
+            mask = top_mask(flat, k)
             return mask.view_as(sq)[:, None]
         norm = sq.sqrt()
         scale = norm.mean(dim=(1, 2)) if self.kind == "t" else key_norm

@@ -46,6 +46,7 @@ __all__ = [
     "ThresholdGate",
     "TopPGate",
     "active_units",
+    "top_mask",
     "pool_to_units",
     "unit_grid",
     "unit_layer",
@@ -120,6 +121,16 @@ def units_to_positions(mask: torch.Tensor, block: int, out_hw: tuple[int, int]) 
     return mask[:, None]
 
 
+def top_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """0/1 (N, units), 1 at the ``k`` largest scores of each row (N, units); ties at the k-th score go to the
+    lower index, so that every implementation (the sparse engine's included) picks the same units."""
+    kth = scores.topk(k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
+    above = scores > kth
+    tied = scores == kth
+    room = k - above.sum(dim=1, keepdim=True)
+    return (above | (tied & (tied.cumsum(dim=1) <= room))).to(scores.dtype)
+
+
 def _squared_norm(dx: torch.Tensor) -> torch.Tensor:
     return (dx * dx).sum(dim=1)  # C_in multiply-adds per position (3x faster on CPU than einsum)
 
@@ -156,7 +167,7 @@ class TopPGate(Gate):
         if k == grid[0] * grid[1]:
             mask = torch.ones_like(scores)
         else:
-            mask = torch.zeros_like(scores).scatter_(1, scores.topk(k, dim=1, sorted=False).indices, 1.0)
+            mask = top_mask(scores, k)
         mask = mask.view(-1, *grid)
         return GateDecision(mask, mask.mean())
 

@@ -16,7 +16,14 @@ from ._conv import DeltaConv, DeltaMode
 from ._layers import LayerInfo, trace_layers
 from ._ops import StudentOp
 
-__all__ = ["DeltaModel", "convert", "CostReport", "LayerCost"]
+__all__ = ["DeltaModel", "convert", "CostReport", "LayerCost", "averaged_macs"]
+
+
+def averaged_macs(teacher_macs: float, delta_macs: float, keyframe_interval: "int | float") -> float:
+    """MACs per frame over a group of K frames whose first runs the teacher: ``(M_teacher + (K-1) M_delta) / K``
+    (K may be fractional: an adaptive policy's frames per key frame)."""
+    k = keyframe_interval
+    return (teacher_macs + (k - 1) * delta_macs) / k
 
 
 @dataclass(frozen=True)
@@ -39,9 +46,8 @@ class CostReport:
     cache_bytes: int  # key-frame inputs and outputs of every delta layer (float32)
 
     def per_frame(self, keyframe_interval: int) -> float:
-        """Averaged over a group of K frames: ``(M_teacher + (K-1) M_delta) / K``."""
-        k = keyframe_interval
-        return (self.teacher_macs + (k - 1) * self.delta_macs) / k
+        """Averaged over a group of K frames: :func:`averaged_macs`."""
+        return averaged_macs(self.teacher_macs, self.delta_macs, keyframe_interval)
 
     def speedup(self, keyframe_interval: int) -> float:
         return self.teacher_macs / max(self.per_frame(keyframe_interval), 1.0)

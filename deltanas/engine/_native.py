@@ -30,7 +30,8 @@ from ._nodes import (
 __all__ = ["available", "why_unavailable", "build_program", "NativeProgram"]
 
 _OP = {"input": 1, "affine": 2, "gate": 3, "gate_reset": 4, "conv1": 5, "convk": 6, "act": 7, "add": 8,
-       "cat": 9, "maxpool": 10, "avgpool": 11, "global_pool": 12, "nearest": 13, "accumulate": 14, "state_norm": 15}
+       "cat": 9, "maxpool": 10, "avgpool": 11, "global_pool": 12, "nearest": 13, "accumulate": 14, "state_norm": 15,
+       "keygate": 16, "keygate_reset": 17}
 _ACT = {"relu": 0, "hardtanh": 1, "silu": 2, "hardswish": 3, "hardsigmoid": 4, "sigmoid": 5, "tanh": 6,
         "leaky_relu": 7, "gelu": 8}
 _GATE = {"a": 0, "w": 0, "t": 1, "p": 2}
@@ -157,7 +158,7 @@ class _Scratch:
     and rows, and the message a gate passes to its convolution."""
 
     def __init__(self, graph: EngineGraph) -> None:
-        need = {"frame": 1, "mark": 1, "patches": 1, "rows": 1, "passed_rows": 1, "passed": 1}
+        need = {"frame": 1, "mark": 1, "patches": 1, "rows": 1, "passed_rows": 1, "passed": 1, "fresh": 1}
         for node in graph.nodes:
             g = getattr(node, "geometry", None)
             if isinstance(node, (AddNode, CatNode)):
@@ -168,8 +169,10 @@ class _Scratch:
             need["mark"] = max(need["mark"], g.out_h * g.out_w)
             if isinstance(node, AvgPoolNode) or (isinstance(node, ConvNode) and not g.is_pointwise):
                 need["frame"] = max(need["frame"], hp * wp * g.in_c)
-            if isinstance(node, ConvNode) and not g.is_pointwise and not node.is_depthwise:
+            if isinstance(node, ConvNode) and not node.is_depthwise and (not g.is_pointwise or node.rule == "keygate"):
                 need["patches"] = max(need["patches"], g.out_h * g.out_w * g.taps * (g.in_c // node.groups))
+            if isinstance(node, ConvNode) and node.rule == "keygate":
+                need["fresh"] = max(need["fresh"], g.out_h * g.out_w * g.out_c)
             if isinstance(node, ConvNode) and g.is_pointwise and g.stride != (1, 1):
                 need["rows"] = max(need["rows"], g.out_h * g.out_w * g.in_c)
             if isinstance(node, ConvNode) and node.rule == "gate":
@@ -181,11 +184,12 @@ class _Scratch:
         self.rows = torch.zeros(need["rows"])
         self.passed_idx = torch.zeros(need["passed_rows"], dtype=torch.int32)
         self.passed_val = torch.zeros(need["passed"])
+        self.fresh = torch.zeros(need["fresh"])
 
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.frame, self.mark, self.patches, self.rows,
-                                                           self.passed_idx, self.passed_val))
+                                                           self.passed_idx, self.passed_val, self.fresh))
 
 
 class _PythonStep:
@@ -388,6 +392,8 @@ class NativeProgram:
         if node.rule == "student" or node.inner is not None:
             return None
         b, g = self.buffers, node.geometry
+        if node.rule == "keygate":
+            return self._emit_keygate(node, key_words)
         if node.rule == "zero":
             self.buffers.counts[self.buffers.slot[node.output]] = 0
             return []
@@ -419,9 +425,9 @@ class NativeProgram:
                                  g.stride[0], g.stride[1], g.in_w, g.out_h, g.out_w, rows, self._macs_ptr(node.name),
                                  node.position_macs)
             return words
-        weights = [self._hold(w), []] if node.is_depthwise else [0, [x for part in w for x in self._weight(part)]]
         words += self._instr("convk", source_words, b.words(node.output), _window(g), node.groups,
-                             int(node.is_depthwise), *weights, sc.frame.data_ptr(), sc.mark.data_ptr(),
+                             int(node.is_depthwise), self._conv_weight_words(node, window=True),
+                             sc.frame.data_ptr(), sc.mark.data_ptr(),
                              sc.patches.data_ptr(), self._macs_ptr(node.name), node.position_macs,
                              _real(node.dense_above))
         return words
@@ -431,6 +437,31 @@ class NativeProgram:
         p = node.params
         p0, p1 = (p.get("low", 0.0), p.get("high", 0.0)) if node.kind == "hardtanh" else (p.get("slope", 0.0), 0.0)
         return [_ACT[node.kind], _real(p0), _real(p1)]
+
+    def _conv_weight_words(self, node: ConvNode, window: bool) -> list[int]:
+        """The ``w`` pointer, then one weight per group (the layout :func:`conv_weights` gives)."""
+        g = node.geometry
+        w = conv_weights(node.weight.float(), node.groups, node.is_depthwise, g.is_pointwise and not window)
+        return [self._hold(w)] if node.is_depthwise else [0, *[x for part in w for x in self._weight(part)]]
+
+    def _emit_keygate(self, node: ConvNode, key_words: list[int]) -> list[int]:
+        b, g, sc = self.buffers, node.geometry, self.scratch
+        hw, units = g.in_h * g.in_w, g.out_h * g.out_w
+        since, prev = self.state[node.buffer("since")], self.state[node.buffer("out")]
+        dirty = [self._hold(torch.zeros(hw, dtype=torch.uint8)), self._hold(torch.zeros(hw, dtype=torch.int32)),
+                 self._hold(torch.zeros(1, dtype=torch.int64))]
+        selected = [self._hold(torch.zeros(units, dtype=torch.uint8)),
+                    self._hold(torch.zeros(units, dtype=torch.int32)), self._hold(torch.zeros(1, dtype=torch.int64))]
+        pooled = self._hold(torch.zeros(units))
+        words = self._instr("keygate", b.words(node.inputs[0]), b.words(node.output), _window(g), node.groups,
+                            int(node.is_depthwise), self._conv_weight_words(node, window=True), since.data_ptr(),
+                            dirty, pooled, prev.data_ptr(), selected, sc.mark.data_ptr(), sc.patches.data_ptr(),
+                            sc.fresh.data_ptr(), 0 if node.gate.kind == "p" else 1, _real(node.gate.value),
+                            self._macs_ptr(node.name), node.position_macs)
+        hp, wp = g.padded_hw
+        key_words += self._instr("keygate_reset", since.data_ptr(), g.in_c, g.in_w, g.padding[1], g.padding[0], wp,
+                                 dirty, prev.data_ptr(), g.out_c, selected)
+        return words
 
     def _weight(self, w: torch.Tensor) -> list[int]:
         """A (k, n) weight as the kernels take it: row-major, and in zero-padded panels of 8 columns."""

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..delta import FullDelta, GatedDelta, LayerInfo, RunningGatedDelta, StudentOp, ZeroDelta
+from ..delta import (FullDelta, GatedDelta, LayerInfo, RunningGatedDelta, StudentOp, ThresholdGate, TopPGate,
+                     ZeroDelta, top_mask)
 from ..errors import ArchError
 from ._geometry import Geometry, pair
 
@@ -221,6 +222,11 @@ class ConvNode(Node):
         if self.rule == "student":
             o = (g.out_h * g.out_w, g.out_c)
             return {self.buffer("since_key"): ((1, c, g.in_h, g.in_w), 0.0), self.buffer("out"): (o, 0.0)}
+        if self.rule == "keygate":  # the change since the key frame (padded), the selected units' outputs
+            hp, wp = g.padded_hw
+            units = g.out_h * g.out_w
+            return {self.buffer("since"): ((hp * wp, c), 0.0), self.buffer("dirty"): ((hw,), 0.0),
+                    self.buffer("out"): ((units, g.out_c), 0.0), self.buffer("selected"): ((units,), 0.0)}
         return {}
 
     def key_exports(self):
@@ -241,6 +247,9 @@ class ConvNode(Node):
         elif self.rule == "student":
             state[self.buffer("since_key")].zero_()
             state[self.buffer("out")].zero_()
+        elif self.rule == "keygate":
+            for what in ("since", "dirty", "out", "selected"):
+                state[self.buffer(what)].zero_()
 
     # -- running -------------------------------------------------------------------------------
     def run(self, frame: Frame) -> None:
@@ -251,6 +260,9 @@ class ConvNode(Node):
             return
         if self.rule == "student":
             frame.msgs[self.output] = self._student(frame, msg)
+            return
+        if self.rule == "keygate":
+            frame.msgs[self.output] = self._keygate(frame, msg)
             return
         if self.rule == "gate":
             msg = self._gate(frame, msg)
@@ -268,11 +280,14 @@ class ConvNode(Node):
             frame.count(self.name, out.idx.numel() * self.position_macs)
         frame.msgs[self.output] = out
 
-    def _weights(self, dtype: torch.dtype) -> torch.Tensor:
+    def _weights(self, dtype: torch.dtype, window: bool = False) -> torch.Tensor:
+        """In :func:`conv_weights`' layout (``window``: the k x k one, which pointwise convolutions take too when
+        they compute whole windows)."""
         cached = getattr(self, "_cache", None)
-        if cached is None or cached[0] is not dtype:
-            self._cache = (dtype, conv_weights(self.weight.to(dtype), self.groups, self.is_depthwise,
-                                               self.geometry.is_pointwise))
+        key = (dtype, window)
+        if cached is None or cached[0] != key:
+            self._cache = (key, conv_weights(self.weight.to(dtype), self.groups, self.is_depthwise,
+                                             self.geometry.is_pointwise and not window))
         return self._cache[1]
 
     def _gate(self, frame: Frame, msg: Message) -> Message:
@@ -301,13 +316,52 @@ class ConvNode(Node):
                 sq = (held * held).sum(dim=1)
                 passed = torch.zeros_like(sq, dtype=torch.bool)
                 if rows.numel():
-                    top = sq.topk(min(k, rows.numel())).indices
-                    passed[top] = True
-                    passed &= sq > 0
+                    passed = top_mask(sq[None], min(k, rows.numel()))[0].bool() & (sq > 0)  # ties: lower position
         keep = rows[passed]
         out = Message(keep, held[passed])
         acc.index_fill_(0, keep, 0.0)
         return out
+
+    def _keygate(self, frame: Frame, msg: Message) -> Message:
+        """A skip-convolution against the key frame (:class:`~deltanas.delta.GatedDelta`): a selected output
+        unit's value is the teacher's update from the change since the key frame, any other unit's zero; the
+        message is the output's change since the last frame at the units selected now or before."""
+        g, st = self.geometry, frame.state
+        since, dirty = st[self.buffer("since")], st[self.buffer("dirty")]
+        kept, selected = st[self.buffer("out")], st[self.buffer("selected")]
+        since.index_add_(0, g.to_padded(msg.idx), msg.val)
+        dirty[msg.idx] = 1.0
+        rows = dirty.nonzero().flatten()
+        frame.count(self.name, rows.numel() * g.in_c)
+        vals = since.index_select(0, g.to_padded(rows))
+        sq = (vals * vals).sum(dim=1)
+        rows, sq = rows[sq > 0], sq[sq > 0]
+        score = sq if self.gate.kind == "p" else sq.sqrt()
+        units = g.out_h * g.out_w
+        pooled = score.new_zeros(units)
+        out, valid = g._reached(rows)
+        reached = out[valid]
+        pooled.scatter_reduce_(0, reached, score[:, None, None].expand_as(out)[valid], "amax")
+        touched = torch.unique(reached)
+        if self.gate.kind == "p":
+            want = max(1, min(units, math.ceil(round(self.gate.value * units, 6))))
+            scores = pooled[touched]
+            now = touched[top_mask(scores[None], min(want, touched.numel()))[0].bool()]  # ties: lower position
+        else:
+            limit = self.gate.value * sq.sqrt().sum() / (g.in_h * g.in_w)
+            now = touched[pooled[touched] > limit]
+        fresh = window_values(since, g, self._weights(frame.dtype, window=True), self.groups, now)
+        frame.count(self.name, now.numel() * self.position_macs)
+        before = selected.nonzero().flatten()
+        idx = torch.unique(torch.cat([now, before]))
+        value = kept.new_zeros(idx.numel(), g.out_c)
+        value[torch.searchsorted(idx, now)] = fresh
+        d = value - kept.index_select(0, idx)
+        kept.index_copy_(0, idx, value)
+        selected.zero_()
+        selected[now] = 1.0
+        keep = d.ne(0).any(dim=1)
+        return Message(idx[keep], d[keep])
 
     def _dense_inner(self, msg: Message) -> Message:
         """The passed change through a trained inner student, densely; rows where its window reached."""
@@ -372,6 +426,11 @@ def conv_node(name: str, inp: int, out: int, in_info, out_info, conv: nn.Conv2d,
             node.rule, node.gate = "exact", None  # every change passes: exact, and no norm
         if not isinstance(student.inner, FullDelta):
             node.inner = student.inner
+    elif (isinstance(student, GatedDelta) and isinstance(student.gate, (TopPGate, ThresholdGate))
+          and student.block == 1 and student.rest is None and isinstance(student.inner, FullDelta) and zero_padded):
+        node.rule = "keygate"
+        node.gate = GateSpec("p" if isinstance(student.gate, TopPGate) else "t",
+                             float(student.gate.p if isinstance(student.gate, TopPGate) else student.gate.t))
     else:
         node.rule, node.module = "student", student
     return node
@@ -458,13 +517,19 @@ def conv_message(msg: Message, g: Geometry, w: torch.Tensor, groups: int) -> Mes
         out_idx = (y[rows] // sh) * g.out_w + x[rows] // sw
         return Message(out_idx, msg.val.index_select(0, rows) @ w)
     out_idx = g.touched(msg.idx)
-    patches = padded_rows(msg, g)[g.patch_index(out_idx)]  # (m, taps, C_in)
+    return Message(out_idx, window_values(padded_rows(msg, g), g, w, groups, out_idx))
+
+
+def window_values(padded: torch.Tensor, g: Geometry, w: torch.Tensor, groups: int, out_idx: torch.Tensor) -> torch.Tensor:
+    """The convolution of a zero padded (Hp * Wp, C) frame at the output positions ``out_idx``; ``w`` as
+    :func:`conv_weights` lays it out for a k x k (or depthwise) kernel."""
+    patches = padded[g.patch_index(out_idx)]  # (m, taps, C_in)
     if w.ndim == 2:  # depthwise: (taps, C)
-        return Message(out_idx, (patches * w[None]).sum(dim=1))
+        return (patches * w[None]).sum(dim=1)
     m, c_in = patches.shape[0], patches.shape[2]
     step = c_in // groups
     parts = [patches[:, :, i * step:(i + 1) * step].reshape(m, -1) @ w[i] for i in range(groups)]
-    return Message(out_idx, parts[0] if groups == 1 else torch.cat(parts, dim=1))
+    return parts[0] if groups == 1 else torch.cat(parts, dim=1)
 
 
 # -- passthrough and per-channel scale ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..delta import averaged_macs
 from ..errors import ConfigError
 
 __all__ = ["Budget", "parse_macs"]
@@ -54,8 +55,7 @@ class Budget:
         return self.delta_macs / self.teacher_macs
 
     def per_frame(self) -> float:
-        k = self.keyframe_interval
-        return (self.teacher_macs + (k - 1) * self.delta_macs) / k
+        return averaged_macs(self.teacher_macs, self.delta_macs, self.keyframe_interval)
 
     def check_reachable(self, cheapest: float) -> None:
         """Refuse, before any training, a target outside [cheapest architecture, teacher]."""

@@ -46,6 +46,7 @@ class SearchConfig(JsonConfig):
     prefer_candidates: bool = True  # in the selection, also "prefer one operator family" choices (one each)
     threshold_candidate: bool = True  # and (without hard) the threshold gates calibrated to the budget
     adaptive_eval: bool = False  # also report held-out agreement with adaptive key frames at the key budget of K
+    speed_report: bool = False  # time the result on the sparse engine against the fastest dense runtime
     output_weight: float = 1.0
     kl_weight: float = 0.5
     layer_weight: float = 0.3
@@ -89,5 +90,5 @@ def quick(config: SearchConfig) -> SearchConfig:
     """A first look in about two minutes on two CPU cores: fewer frames, steps and probes."""
     data = config.data.replace(max_frames=120, crop=(128, 224), frame_size=(192, 320))
     return config.replace(data=data, steps=16, warmup_steps=4, finetune_steps=12, prior_groups=1,
-                          select_groups=1, prefer_candidates=False, threshold_candidate=False, checkpoint_every=8,
+                          select_groups=1, prefer_candidates=False, threshold_candidate=True, checkpoint_every=8,
                           log_every=4)

@@ -11,10 +11,10 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_text
 from .._run import RunDir, RunSummary
-from ..analysis import EvalResult, evaluate, evaluate_adaptive
+from ..analysis import EvalResult, evaluate, evaluate_adaptive, speed_summary
 from ..analysis.plots import plot_arch_choice
-from ..delta import Arch, CostReport, DeltaModel, SearchSpace, convert
-from ..errors import TrainingError
+from ..delta import Arch, CostReport, DeltaModel, SearchSpace, averaged_macs, convert
+from ..errors import DeltaNASError, TrainingError
 from ..export import export_model, load_model
 from ..teachers import Teacher, create_teacher
 from ..training import DistillLoss, LossWeights, VideoData, load_video_data, train
@@ -204,8 +204,13 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
             seconds["adaptive_eval"] = time.time() - t0
         export_model(model, run.path)
         measured = test.cost(model.cost(config.data.eval_size)) if test is not None and test.gated_macs else None
+        speed = None
+        if config.speed_report:
+            t0 = time.time()
+            speed = _speed(model, data, config.data.keyframe_interval, run)
+            seconds["speed"] = time.time() - t0
         _write_outputs(run, config, supernet, derived, budget, test, measured, adaptive, seconds,
-                       time.time() - started)
+                       time.time() - started, speed)
     ctx.barrier()
     if not ctx.is_main:
         model = load_model(run.path, teacher)
@@ -320,9 +325,19 @@ def _supernet_phase(config: SearchConfig, run: RunDir, supernet: Supernet, budge
     return derived
 
 
+def _speed(model: DeltaModel, data: VideoData, k: int, run: RunDir) -> tuple[dict, str] | None:
+    """The result on the sparse engine against the fastest dense runtime (None, logged, where the engine cannot
+    run the network)."""
+    try:
+        return speed_summary(model, [frames for _, frames in data.test_clips()], k)
+    except DeltaNASError as exc:
+        run.log(f"speed not measured: {exc}")
+        return None
+
+
 def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derived: Derived, budget: Budget,
                    test: EvalResult | None, measured: CostReport | None, adaptive: dict | None,
-                   seconds: dict[str, float], wall: float) -> None:
+                   seconds: dict[str, float], wall: float, speed: tuple[dict, str] | None = None) -> None:
     k, delta_macs = budget.keyframe_interval, derived.delta_macs
     rows = []
     probs = supernet.probabilities()
@@ -334,7 +349,7 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derive
         rows.append({"layer": info.name, "op": op, "macs": float(ops[info.name].macs(info)),
                      "teacher_macs": info.teacher_macs, "prob": prob})
     plot_arch_choice(rows, run.path / "arch_choice")
-    per_frame = (budget.teacher_macs + (k - 1) * delta_macs) / k
+    per_frame = averaged_macs(budget.teacher_macs, delta_macs, k)
     extra = {
         "space": config.space, "budget": budget.describe(), "asked": budget.asked,
         "target_delta_macs": budget.delta_macs, "delta_macs": delta_macs,
@@ -350,6 +365,8 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derive
         extra["test_per_clip"] = {n: a.as_dict() for n, a in test.per_clip.items()}
     if adaptive is not None:
         extra["test_adaptive"] = adaptive
+    if speed is not None:
+        extra["engine"] = speed[0]
     run.write_summary(RunSummary("search", config.teacher, k, budget.teacher_macs, per_frame, spent,
                                  test.pooled.as_dict() if test is not None else None, extra))
     line = (f"searched: {per_frame / 1e6:.1f} MMACs/frame at K={k} ({extra['speedup']:.2f}x), "
@@ -364,6 +381,8 @@ def _write_outputs(run: RunDir, config: SearchConfig, supernet: Supernet, derive
         line += (f"; adaptive key frames ({adaptive['key_frames']}/{adaptive['frames']}): "
                  f"{adaptive['speedup']:.2f}x, top-1 {100 * adaptive['pooled']['top1']:.1f}%")
     line += f"; {wall:.0f} s"
+    if speed is not None:
+        line += "\n" + speed[1]
     run.log(line)
     atomic_write_text(run.path / "summary.txt", line + "\n")
 

@@ -44,7 +44,7 @@ struct Weight {
 };
 
 // Below this many rows BLAS spends more time packing the weight than multiplying (measured on Lite0's shapes).
-constexpr int SMALL_M = 96;
+int SMALL_M = 96;
 
 #ifdef DELTANAS_AVX2
 template <int ROWS, bool TWO>
@@ -239,15 +239,6 @@ void op_gate(Args& a) {
     double* macs = a.ptr<double>();
     int64_t norm_cost = a.next();
     int64_t n = *in.count;
-    for (int64_t i = 0; i < n; ++i) {
-        int32_t p = in.idx[i];
-        if (i + 2 < n) __builtin_prefetch(acc + (int64_t)in.idx[i + 2] * c);
-        float* __restrict row = acc + (int64_t)p * c;
-        const float* __restrict d = in.val + i * c;
-        #pragma omp simd
-        for (int64_t ch = 0; ch < c; ++ch) row[ch] += d[ch];
-        if (!dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
-    }
     int64_t m = 0;
     auto pass = [&](int32_t p) {
         float* row = acc + (int64_t)p * c;
@@ -256,15 +247,41 @@ void op_gate(Args& a) {
         out.idx[m++] = p;
     };
     if (kind == 0) {
-        float limit = (float)value * key_norm[0];
+        // add the change and test the norm in one pass over each row (rows are independent: in parallel)
+        const float limit = (float)value * key_norm[0];
+        std::vector<uint8_t>& keep = keep_scratch(n);
+        uint8_t* __restrict passes = keep.data();
+        #pragma omp parallel for num_threads(threads_for(n * c * 3)) schedule(static)
+        for (int64_t i = 0; i < n; ++i) {
+            if (i + 2 < n) __builtin_prefetch(acc + (int64_t)in.idx[i + 2] * c);
+            float* __restrict row = acc + (int64_t)in.idx[i] * c;
+            const float* __restrict d = in.val + i * c;
+            float sq = 0.0f;
+            if (weight) {
+                #pragma omp simd reduction(+ : sq)
+                for (int64_t ch = 0; ch < c; ++ch) { float v = row[ch] + d[ch]; row[ch] = v; sq += weight[ch] * v * v; }
+            } else {
+                #pragma omp simd reduction(+ : sq)
+                for (int64_t ch = 0; ch < c; ++ch) { float v = row[ch] + d[ch]; row[ch] = v; sq += v * v; }
+            }
+            passes[i] = std::sqrt(sq) > limit;
+        }
         for (int64_t i = 0; i < n; ++i) {
             int32_t p = in.idx[i];
-            const float* row = acc + (int64_t)p * c;
-            if (row_norm(row, weight, c) > limit) pass(p);
+            if (passes[i]) pass(p);  // passed: the reference is up to date again, nothing held here
+            else if (!dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
         }
         *macs += (double)norm_cost * n * c;
     } else {
         // frame-relative or top-p: over every position holding a change back
+        for (int64_t i = 0; i < n; ++i) {
+            int32_t p = in.idx[i];
+            float* __restrict row = acc + (int64_t)p * c;
+            const float* __restrict d = in.val + i * c;
+            #pragma omp simd
+            for (int64_t ch = 0; ch < c; ++ch) row[ch] += d[ch];
+            if (!dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
+        }
         int64_t k = *dirty_count;
         std::vector<std::pair<float, int32_t>> held;
         held.reserve(k);
@@ -281,9 +298,10 @@ void op_gate(Args& a) {
         } else {
             int64_t want = (int64_t)std::ceil(std::round(value * (double)hw * 1e6) / 1e6);
             want = std::max<int64_t>(1, std::min<int64_t>(hw, want));
-            if ((int64_t)held.size() > want) {
-                std::nth_element(held.begin(), held.begin() + want, held.end(),
-                                 [](const auto& x, const auto& y) { return x.first > y.first; });
+            if ((int64_t)held.size() > want) {  // ties: the lower position first
+                std::nth_element(held.begin(), held.begin() + want, held.end(), [](const auto& x, const auto& y) {
+                    return x.first > y.first || (x.first == y.first && x.second < y.second);
+                });
                 held.resize(want);
             }
             std::sort(held.begin(), held.end(), [](const auto& x, const auto& y) { return x.second < y.second; });
@@ -350,36 +368,45 @@ struct Window {
     int64_t tap(int64_t i, int64_t j) const { return i * dh * wp + j * dw; }
 };
 
-// The output positions whose window holds a changed input position, in order of discovery. mark (one int32
-// per output position) is -1 between calls.
-int64_t touched(const Window& g, const int32_t* idx, int64_t n, int32_t* mark, int32_t* out_idx) {
-    int64_t m = 0;
-    const int in_w = (int)g.in_w, out_h = (int)g.out_h, out_w = (int)g.out_w, kh = (int)g.kh, kw = (int)g.kw;
+// Calls f(i, j, oy, ox) for every tap (i, j) by which input (y, x) reaches output (oy, ox) of the window.
+template <class F>
+inline void for_reached(const Window& g, int y, int x, F&& f) {
+    const int out_h = (int)g.out_h, out_w = (int)g.out_w, kh = (int)g.kh, kw = (int)g.kw;
     const int sh = (int)g.sh, sw = (int)g.sw, ph = (int)g.ph, pw = (int)g.pw, dh = (int)g.dh, dw = (int)g.dw;
-    int oxs[64];
-    for (int64_t r = 0; r < n; ++r) {
-        const int y = idx[r] / in_w, x = idx[r] - (idx[r] / in_w) * in_w;
-        int nx = 0;
-        for (int j = 0; j < kw && nx < 64; ++j) {
-            int ox = x + pw - j * dw;
-            if (ox < 0) break;
-            if (sw > 1) { if (ox % sw) continue; ox /= sw; }
-            if (ox < out_w) oxs[nx++] = ox;
-        }
-        for (int i = 0; i < kh; ++i) {
-            int oy = y + ph - i * dh;
-            if (oy < 0) break;
-            if (sh > 1) { if (oy % sh) continue; oy /= sh; }
-            if (oy >= out_h) continue;
-            int32_t* row_mark = mark + (int64_t)oy * out_w;
-            for (int k = 0; k < nx; ++k) {
-                if (row_mark[oxs[k]] < 0) {
-                    row_mark[oxs[k]] = (int32_t)m;
-                    out_idx[m++] = (int32_t)(oy * out_w + oxs[k]);
-                }
-            }
-        }
+    int oxs[64], js[64], nx = 0;
+    for (int j = 0; j < kw && nx < 64; ++j) {
+        int ox = x + pw - j * dw;
+        if (ox < 0) break;
+        if (sw > 1) { if (ox % sw) continue; ox /= sw; }
+        if (ox < out_w) { oxs[nx] = ox; js[nx++] = j; }
     }
+    for (int i = 0; i < kh; ++i) {
+        int oy = y + ph - i * dh;
+        if (oy < 0) break;
+        if (sh > 1) { if (oy % sh) continue; oy /= sh; }
+        if (oy >= out_h) continue;
+        for (int k = 0; k < nx; ++k) f(i, js[k], oy, oxs[k]);
+    }
+}
+
+// The output positions whose window holds a changed input position, in order of discovery; mark (one int32
+// per output position, -1 between calls) holds each one's slot until the caller resets it.
+int64_t touched_keep_marks(const Window& g, const int32_t* idx, int64_t n, int32_t* mark, int32_t* out_idx) {
+    int64_t m = 0;
+    const int in_w = (int)g.in_w, out_w = (int)g.out_w;
+    for (int64_t r = 0; r < n; ++r) {
+        const int y = idx[r] / in_w, x = idx[r] % in_w;
+        for_reached(g, y, x, [&](int, int, int oy, int ox) {
+            int32_t& slot = mark[(int64_t)oy * out_w + ox];
+            if (slot < 0) { slot = (int32_t)m; out_idx[m++] = (int32_t)(oy * out_w + ox); }
+        });
+    }
+    return m;
+}
+
+// The same, marks reset.
+int64_t touched(const Window& g, const int32_t* idx, int64_t n, int32_t* mark, int32_t* out_idx) {
+    int64_t m = touched_keep_marks(g, idx, n, mark, out_idx);
     for (int64_t k = 0; k < m; ++k) mark[out_idx[k]] = -1;
     return m;
 }
@@ -401,71 +428,100 @@ inline void dw_tap(float* __restrict o, const float* __restrict w, const float* 
 
 // Depthwise k x k, driven by the changed inputs: each changed row adds its taps into the output rows it
 // reaches (fewer multiply-adds than computing every reached output's whole window, and no padded frame).
-// Returns the multiply-adds done.
+// The reached outputs and their slots come first (serial, integers only); the multiply-adds then split the
+// channels between threads, so no two threads write one value. Returns the multiply-adds done.
 int64_t depthwise_scatter(const Window& g, const Msg& in, const float* __restrict w, int32_t* mark, Msg& out) {
-    const int in_w = (int)g.in_w, out_h = (int)g.out_h, out_w = (int)g.out_w, kh = (int)g.kh, kw = (int)g.kw;
-    const int sh = (int)g.sh, sw = (int)g.sw, ph = (int)g.ph, pw = (int)g.pw, dh = (int)g.dh, dw = (int)g.dw;
+    const int in_w = (int)g.in_w, out_w = (int)g.out_w, kw = (int)g.kw;
     const int64_t c = g.in_c, n = *in.count;
-    int64_t m = 0, taps_done = 0;
-    int oxs[64], js[64];
+    int64_t m = touched_keep_marks(g, in.idx, n, mark, out.idx);
+    *out.count = m;
+    if (m == 0) return 0;
+    // (input row, tap, output slot) for every reached pair
+    static thread_local std::vector<int32_t> pairs;
+    pairs.clear();
     for (int64_t r = 0; r < n; ++r) {
         const int y = in.idx[r] / in_w, x = in.idx[r] % in_w;
-        const float* __restrict d = in.val + r * c;
-        if (r + 1 < n) __builtin_prefetch(in.val + (r + 1) * c);
-        int nx = 0;
-        for (int j = 0; j < kw && nx < 64; ++j) {
-            int ox = x + pw - j * dw;
-            if (ox < 0) break;
-            if (sw > 1) { if (ox % sw) continue; ox /= sw; }
-            if (ox < out_w) { oxs[nx] = ox; js[nx++] = j; }
-        }
-        for (int i = 0; i < kh; ++i) {
-            int oy = y + ph - i * dh;
-            if (oy < 0) break;
-            if (sh > 1) { if (oy % sh) continue; oy /= sh; }
-            if (oy >= out_h) continue;
-            int32_t* row_mark = mark + (int64_t)oy * out_w;
-            for (int k = 0; k < nx; ++k) {
-                int32_t slot = row_mark[oxs[k]];
-                float* __restrict o;
-                const float* __restrict wt = w + (int64_t)(i * kw + js[k]) * c;
-                if (slot < 0) {
-                    row_mark[oxs[k]] = (int32_t)m;
-                    out.idx[m] = (int32_t)(oy * out_w + oxs[k]);
-                    o = out.val + m * c;
-                    ++m;
-                    #pragma omp simd
-                    for (int64_t ch = 0; ch < c; ++ch) o[ch] = wt[ch] * d[ch];
-                } else {
-                    o = out.val + (int64_t)slot * c;
-                    #pragma omp simd
-                    for (int64_t ch = 0; ch < c; ++ch) o[ch] += wt[ch] * d[ch];
-                }
-                ++taps_done;
-            }
-        }
+        for_reached(g, y, x, [&](int i, int j, int oy, int ox) {
+            pairs.push_back((int32_t)r);
+            pairs.push_back(i * kw + j);
+            pairs.push_back(mark[(int64_t)oy * out_w + ox]);
+        });
     }
     for (int64_t k = 0; k < m; ++k) mark[out.idx[k]] = -1;
-    *out.count = m;
-    return taps_done * c;
+    const int64_t count = (int64_t)pairs.size() / 3;
+    const int32_t* __restrict pr = pairs.data();
+    const int threads = threads_for(count * c);
+    const int64_t chunk = threads > 1 ? ((c / threads + 7) / 8) * 8 : c;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t c0 = 0; c0 < c; c0 += chunk) {
+        const int64_t c1 = std::min(c, c0 + chunk);
+        for (int64_t k = 0; k < m; ++k) std::memset(out.val + k * c + c0, 0, sizeof(float) * (c1 - c0));
+        for (int64_t q = 0; q < count; ++q) {
+            float* __restrict o = out.val + (int64_t)pr[3 * q + 2] * c;
+            const float* __restrict d = in.val + (int64_t)pr[3 * q] * c;
+            const float* __restrict wt = w + (int64_t)pr[3 * q + 1] * c;
+            #pragma omp simd
+            for (int64_t ch = c0; ch < c1; ++ch) o[ch] += wt[ch] * d[ch];
+        }
+    }
+    return count * c;
 }
 
 // k x k convolution (dense or grouped: each reached output's window as a row of patches, one matrix product
 // per group; depthwise: driven by the changed inputs).
+// Each listed output position's whole window, read from a zero padded frame (depthwise: taps FMA per
+// channel; otherwise gathered patches and one matrix product per group).
+void windows(const Window& g, const float* frame, const int32_t* out_idx, int64_t m, bool depthwise,
+             const float* w, const std::vector<Weight>& weights, int64_t groups, float* patches, float* out_val) {
+    const int64_t taps = g.kh * g.kw, c = g.in_c;
+    std::vector<int64_t> offsets(taps);
+    for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) offsets[i * g.kw + j] = g.tap(i, j);
+    if (depthwise) {
+        #pragma omp parallel for num_threads(threads_for(m * c * taps)) schedule(static)
+        for (int64_t r = 0; r < m; ++r) {
+            float* o = out_val + r * c;
+            const int64_t base = g.corner(out_idx[r]);
+            for (int64_t ch = 0; ch < c; ++ch) o[ch] = 0.0f;
+            for (int64_t t = 0; t < taps; ++t) dw_tap(o, w + t * c, frame + (base + offsets[t]) * c, c);
+        }
+        return;
+    }
+    const int64_t cg = c / groups, og = g.out_c / groups, row = taps * cg;
+    for (int64_t gi = 0; gi < groups; ++gi) {
+        #pragma omp parallel for num_threads(threads_for(m * row)) schedule(static)
+        for (int64_t r = 0; r < m; ++r) {
+            const int64_t base = g.corner(out_idx[r]);
+            float* __restrict dst = patches + r * row;
+            for (int64_t t = 0; t < taps; ++t) {
+                const float* __restrict src = frame + (base + offsets[t]) * c + gi * cg;
+                for (int64_t ch = 0; ch < cg; ++ch) dst[t * cg + ch] = src[ch];  // few channels: no memcpy call
+            }
+        }
+        gemm((int)m, patches, (int)row, weights[gi], out_val + gi * og, (int)g.out_c);
+    }
+}
+
+void read_conv_weights(Args& a, int64_t groups, bool depthwise, const float*& w, std::vector<Weight>& weights) {
+    w = a.ptr<float>();  // depthwise: (taps, C); otherwise groups Weights follow
+    if (!depthwise) for (int64_t gi = 0; gi < groups; ++gi) weights.push_back(a.weight());
+}
+
+// k x k convolution (dense or grouped: each reached output's window; depthwise: driven by the changed inputs
+// up to a share of them, then by the reached outputs).
 void op_convk(Args& a) {
     Msg in = a.msg(), out = a.msg();
     Window g; g.read(a);
     int64_t groups = a.next(), depthwise = a.next();
-    const float* w = a.ptr<float>();  // depthwise: (taps, C); otherwise groups Weights follow
+    const float* w;
     std::vector<Weight> weights;
-    if (!depthwise) for (int64_t gi = 0; gi < groups; ++gi) weights.push_back(a.weight());
+    read_conv_weights(a, groups, depthwise, w, weights);
     float* frame = a.ptr<float>();
     int32_t* mark = a.ptr<int32_t>();
     float* patches = a.ptr<float>();
     double* macs = a.ptr<double>();
     int64_t pos_macs = a.next();
     double dense_above = a.real();  // depthwise: above this share of changed inputs, compute windows whole
-    const int64_t taps = g.kh * g.kw, c = g.in_c;
     if (depthwise && *in.count <= dense_above * g.in_h * g.in_w) {
         *macs += (double)depthwise_scatter(g, in, w, mark, out);
         return;
@@ -474,34 +530,148 @@ void op_convk(Args& a) {
     *out.count = m;
     if (m == 0) return;
     scatter(g, in, frame);
-    std::vector<int64_t> offsets(taps);
-    for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) offsets[i * g.kw + j] = g.tap(i, j);
-    if (depthwise) {  // each reached output's whole window, read from the zero padded frame of the change
-        #pragma omp parallel for num_threads(threads_for(m * c * taps)) schedule(static)
-        for (int64_t r = 0; r < m; ++r) {
-            float* o = out.val + r * c;
-            const int64_t base = g.corner(out.idx[r]);
-            for (int64_t ch = 0; ch < c; ++ch) o[ch] = 0.0f;
-            for (int64_t t = 0; t < taps; ++t) dw_tap(o, w + t * c, frame + (base + offsets[t]) * c, c);
-        }
-        unscatter(g, in, frame);
-        *macs += (double)m * pos_macs;
-        return;
-    }
-    const int64_t cg = c / groups, og = g.out_c / groups, row = taps * cg;
-    for (int64_t gi = 0; gi < groups; ++gi) {
-        #pragma omp parallel for num_threads(threads_for(m * row)) schedule(static)
-        for (int64_t r = 0; r < m; ++r) {
-            const int64_t base = g.corner(out.idx[r]);
-            float* dst = patches + r * row;
-            for (int64_t t = 0; t < taps; ++t)
-                std::memcpy(dst + t * cg, frame + (base + offsets[t]) * c + gi * cg, sizeof(float) * cg);
-        }
-        gemm((int)m, patches, (int)row, weights[gi], out.val + gi * og, (int)g.out_c);
-    }
+    windows(g, frame, out.idx, m, depthwise, w, weights, groups, patches, out.val);
     unscatter(g, in, frame);
     *macs += (double)m * pos_macs;
+}
+
+// A skip-convolution against the key frame (GatedDelta: top-p of the output units, or a threshold relative to
+// the frame's mean input norm): the output of a selected unit is W(x - x_key) over its window, of any other
+// zero. The change since the key frame is kept in a zero padded frame; the message is the output's change
+// since the last frame, at the units selected now or then.
+void op_keygate(Args& a) {
+    Msg in = a.msg(), out = a.msg();
+    Window g; g.read(a);
+    int64_t groups = a.next(), depthwise = a.next();
+    const float* w;
+    std::vector<Weight> weights;
+    read_conv_weights(a, groups, depthwise, w, weights);
+    float* since = a.ptr<float>();  // (Hp * Wp, C) padded: x - x_key
+    uint8_t* dirty = a.ptr<uint8_t>();
+    int32_t* dirty_list = a.ptr<int32_t>();
+    int64_t* dirty_count = a.ptr<int64_t>();
+    float* pooled = a.ptr<float>();  // (out positions,) zero between calls
+    float* prev = a.ptr<float>();  // (out positions, C_out): the output's change since the key frame
+    uint8_t* selected = a.ptr<uint8_t>();  // (out positions,) in the last selection
+    int32_t* sel_list = a.ptr<int32_t>();
+    int64_t* sel_count = a.ptr<int64_t>();
+    int32_t* mark = a.ptr<int32_t>();
+    float* patches = a.ptr<float>();
+    float* fresh = a.ptr<float>();  // (out positions, C_out) scratch
+    int64_t kind = a.next();  // 0: top-p, 1: threshold
+    double value = a.real();
+    double* macs = a.ptr<double>();
+    int64_t pos_macs = a.next();
+    const int64_t c = g.in_c, co = g.out_c, hw = g.in_h * g.in_w, units = g.out_h * g.out_w;
+    if (*in.count == 0) { *out.count = 0; return; }  // nothing changed: the same selection, the same outputs
+    for (int64_t r = 0; r < *in.count; ++r) {
+        int32_t p = in.idx[r];
+        float* __restrict row = since + g.padded(p) * c;
+        const float* __restrict d = in.val + r * c;
+        #pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch) row[ch] += d[ch];
+        if (!dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
+    }
+    // the gate: each output unit scores the largest input score in its window (squared norm for top-p, norm
+    // for the threshold), computed where the input changed since the key frame (zero elsewhere)
+    const int64_t k = *dirty_count;
+    double total = 0.0;
+    int64_t m = 0;  // touched units, listed in out.idx for now
+    const int in_w = (int)g.in_w, out_w = (int)g.out_w;
+    for (int64_t j = 0; j < k; ++j) {
+        int32_t p = dirty_list[j];
+        const float* row = since + g.padded(p) * c;
+        float sq = 0.0f;
+        #pragma omp simd reduction(+ : sq)
+        for (int64_t ch = 0; ch < c; ++ch) sq += row[ch] * row[ch];
+        if (sq <= 0.0f) continue;
+        float score = kind == 0 ? sq : std::sqrt(sq);
+        total += std::sqrt(sq);
+        for_reached(g, p / in_w, p % in_w, [&](int, int, int oy, int ox) {
+            int64_t o = (int64_t)oy * out_w + ox;
+            if (mark[o] < 0) { mark[o] = 0; out.idx[m++] = (int32_t)o; }
+            pooled[o] = std::max(pooled[o], score);
+        });
+    }
+    *macs += (double)k * c;
+    std::vector<std::pair<float, int32_t>> cand;
+    cand.reserve(m);
+    for (int64_t r = 0; r < m; ++r) {
+        int32_t o = out.idx[r];
+        cand.emplace_back(pooled[o], o);
+        pooled[o] = 0.0f;
+        mark[o] = -1;
+    }
+    if (kind == 0) {
+        int64_t want = (int64_t)std::ceil(std::round(value * (double)units * 1e6) / 1e6);
+        want = std::max<int64_t>(1, std::min<int64_t>(units, want));
+        if ((int64_t)cand.size() > want) {  // ties: the lower position first (as the PyTorch path)
+            std::nth_element(cand.begin(), cand.begin() + want, cand.end(), [](const auto& x, const auto& y) {
+                return x.first > y.first || (x.first == y.first && x.second < y.second);
+            });
+            cand.resize(want);
+        }
+    } else {
+        const float limit = (float)(value * (total / (double)hw));
+        cand.erase(std::remove_if(cand.begin(), cand.end(), [&](const auto& x) { return !(x.first > limit); }),
+                   cand.end());
+    }
+    // the selected units' outputs now
+    std::vector<int32_t> now(cand.size());
+    for (size_t r = 0; r < cand.size(); ++r) now[r] = cand[r].second;
+    const int64_t n_now = (int64_t)now.size();
+    if (n_now) windows(g, since, now.data(), n_now, depthwise, w, weights, groups, patches, fresh);
+    *macs += (double)n_now * pos_macs;
+    // the message: the change of the output at the units selected now or before
+    int64_t n_out = 0;
+    auto emit = [&](int32_t o, const float* value_now) {
+        float* msg = out.val + n_out * co;
+        float* kept = prev + (int64_t)o * co;
+        int any = 0;
+        for (int64_t ch = 0; ch < co; ++ch) {
+            float v = value_now ? value_now[ch] : 0.0f;
+            float d = v - kept[ch];
+            msg[ch] = d;
+            kept[ch] = v;
+            any |= d != 0.0f;
+        }
+        if (any) out.idx[n_out++] = o;
+    };
+    for (int64_t r = 0; r < *sel_count; ++r) selected[sel_list[r]] = 2;  // 2: selected before, not (yet) now
+    for (int64_t r = 0; r < n_now; ++r) {
+        emit(now[r], fresh + r * co);
+        selected[now[r]] = 1;
+    }
+    for (int64_t r = 0; r < *sel_count; ++r)
+        if (selected[sel_list[r]] == 2) { emit(sel_list[r], nullptr); selected[sel_list[r]] = 0; }
+    for (int64_t r = 0; r < n_now; ++r) sel_list[r] = now[r];
+    *sel_count = n_now;
+    *out.count = n_out;
+}
+
+// A key frame: nothing changed since it, nothing selected.
+void op_keygate_reset(Args& a) {
+    float* since = a.ptr<float>();
+    int64_t c = a.next(), in_w = a.next(), pw_ = a.next(), ph_ = a.next(), wp = a.next();
+    uint8_t* dirty = a.ptr<uint8_t>();
+    int32_t* dirty_list = a.ptr<int32_t>();
+    int64_t* dirty_count = a.ptr<int64_t>();
+    float* prev = a.ptr<float>();
+    int64_t co = a.next();
+    uint8_t* selected = a.ptr<uint8_t>();
+    int32_t* sel_list = a.ptr<int32_t>();
+    int64_t* sel_count = a.ptr<int64_t>();
+    for (int64_t j = 0; j < *dirty_count; ++j) {
+        int64_t p = dirty_list[j];
+        std::memset(since + ((p / in_w + ph_) * wp + p % in_w + pw_) * c, 0, sizeof(float) * c);
+        dirty[p] = 0;
+    }
+    *dirty_count = 0;
+    for (int64_t r = 0; r < *sel_count; ++r) {
+        std::memset(prev + (int64_t)sel_list[r] * co, 0, sizeof(float) * co);
+        selected[sel_list[r]] = 0;
+    }
+    *sel_count = 0;
 }
 
 inline float act(int64_t kind, float x, float p0, float p1) {
@@ -761,7 +931,8 @@ void op_state_norm(Args& a) {
 
 typedef void (*op_fn)(Args&);
 const op_fn OPS[] = {nullptr, op_input, op_affine, op_gate, op_gate_reset, op_conv1, op_convk, op_act, op_add,
-                     op_cat, op_maxpool, op_avgpool, op_global_pool, op_nearest, op_accumulate, op_state_norm};
+                     op_cat, op_maxpool, op_avgpool, op_global_pool, op_nearest, op_accumulate, op_state_norm,
+                     op_keygate, op_keygate_reset};
 const int64_t N_OPS = sizeof(OPS) / sizeof(OPS[0]);
 
 }  // namespace
@@ -778,6 +949,8 @@ int deltanas_init(const char* torch_library) {
 }
 
 int deltanas_abi_version() { return 1; }
+
+int deltanas_tune_small_m(int m) { int before = SMALL_M; if (m > 0) SMALL_M = m; return before; }
 
 // Threads of the kernels' parallel loops (the caller's torch thread count); returns the previous one.
 int deltanas_set_threads(int threads) {
