@@ -32,9 +32,6 @@ from allocation import build
 # BENCHMARKS.md, running reference, early layers finer) and the plain running gates around it
 DESIGNS = [
     r"gated:w0.06:run(full);_conv_stem|_blocks\.[0-3]\.=gated:w0.025:run(full)",
-    r"gated:w0.06:run(full);_conv_stem|_blocks\.[0-3]\.=gated:w0.025:run(full);_depthwise_conv=gated:changed:run(full)",
-    "gated:p0.35:run(full)",
-    "gated:w0.03:run(full)",
     "gated:w0.04:run(full)",
     "gated:w0.1:run(full)",
     "zero",

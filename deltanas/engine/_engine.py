@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -11,7 +12,7 @@ from ..delta import DeltaModel, KeyframePolicy
 from ..errors import ConfigError
 from ._graph import EngineGraph, lower
 from ._keyframes import KeyRuntime, create_key_runtime, key_graph
-from ._nodes import ActivationNode, ConvNode, Frame, InputNode, KeyExport, Message
+from ._nodes import ConvNode, Frame, InputNode, KeyExport, Message
 from . import _native
 
 __all__ = ["EngineFrame", "SparseEngine", "engine_stream"]
@@ -86,14 +87,6 @@ class SparseEngine:
         if input_hw in self._prepared:
             return self._prepared[input_hw]
         graph = lower(self.model, input_hw)
-        producer = {}
-        for uid, node in enumerate(graph.nodes):
-            node.uid = uid
-            producer[node.output] = node
-        for node in graph.nodes:
-            if isinstance(node, ConvNode) and node.rule == "gate" and node.gate.needs_key_norm and \
-                    isinstance(producer.get(node.inputs[0]), ActivationNode):
-                node.norm_source = producer[node.inputs[0]]
         state: dict[str, torch.Tensor] = {}
         for node in graph.nodes:
             for name, (shape, fill) in node.buffers(graph.tensors).items():
@@ -103,7 +96,6 @@ class SparseEngine:
         exports = [(e, node) for node in graph.nodes for e in node.key_exports()]
         gm = key_graph(graph, [e for e, _ in exports])
         if self.dtype != torch.float32:
-            import copy
             gm = copy.deepcopy(gm).to(self.dtype)
         threads = self.threads or torch.get_num_threads()
         example = torch.zeros(1, self.model.in_channels, *input_hw, dtype=self.dtype)

@@ -170,6 +170,9 @@ class _Lowering:
         graph = EngineGraph(self.input_hw, self.tensors, self.nodes, outputs, output_shapes, self.gm,
                             self.fx_nodes, self.model.teacher)
         _fold_batchnorms(graph)
+        for uid, node in enumerate(graph.nodes):
+            node.uid = uid
+        _link_norm_sources(graph)
         return graph
 
     def lower_call(self, node: fx.Node) -> Any:
@@ -550,3 +553,13 @@ def _fold_batchnorms(graph: EngineGraph) -> None:
         kept.append(n)
     graph.nodes = kept
     graph.outputs = [rename.get(t, t) for t in graph.outputs]
+
+
+def _link_norm_sources(graph: EngineGraph) -> None:
+    """An ``a``/``w`` gate fed by an activation derives the key frame's input norm from that activation's state."""
+    producer = {n.output: n for n in graph.nodes}
+    for n in graph.nodes:
+        source = producer.get(n.inputs[0]) if n.inputs else None
+        if isinstance(n, N.ConvNode) and n.rule == "gate" and n.gate.needs_key_norm and \
+                isinstance(source, N.ActivationNode):
+            n.norm_source = source
