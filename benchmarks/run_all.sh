@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md, in one sequential run (nothing else should use the CPU meanwhile).
-# About eight and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
+# About nine and a half hours on 2 cores. Results land in benchmarks/results/, run folders in runs/bench-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -147,3 +147,13 @@ B=runs/pareto-lite0/baselines  # the trained students of step 1
 $PY benchmarks/keyframe_phases.py $B/uniform-lowrank-0.0625 $B/uniform-subsample_lowrank-0.25 $B/uniform-lowrank-0.125 \
     "subsample(full)" $B/uniform-lowrank-0.25 --out benchmarks/results/keyframe_phases_bundled_students.md
 compare_v7 phases_ --phases 8
+# 12. time on the sparse engine (BENCHMARKS.md, current state): the static-camera operating point and the
+#     running gates against the dense teacher in PyTorch, ONNX Runtime and OpenVINO, at K = 8, 16, 32
+if [ -d ../shared/video ]; then
+    export DELTANAS_EXTRA_VIDEO=../shared/video
+    $PY benchmarks/engine_speed.py --videos shared --out benchmarks/results/engine_static.md
+    $PY benchmarks/engine_speed.py --videos ../shared/video/one-by-one-person-detection.mp4 \
+        ../shared/video/car-detection.mp4 ../shared/video/bottle-detection.mp4 --threads 2 \
+        --out benchmarks/results/engine_surveillance.md
+fi
+$PY benchmarks/engine_speed.py --videos bundled --keyframes 8 16 --out benchmarks/results/engine_moving.md

@@ -1,5 +1,5 @@
 """Run folders: what a run writes (:class:`RunDir`, ``summary.json`` as :class:`RunSummary`) and reading
-their points back (:func:`gather_points`, what ``deltanas pareto`` analyses).
+their points back (:func:`gather_points`; :func:`pareto_report`, what ``deltanas pareto`` writes).
 
 Layering: the writers (training, search, baselines, sweeps) use :mod:`deltanas._run`, below them; this
 module reads what they wrote and sits above :mod:`deltanas.analysis` (the points' columns) and
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pandas as pd
 
@@ -23,8 +23,11 @@ from ._run import RUN_KINDS, SUMMARY_VERSION, RunDir, RunSummary, default_runs_r
 from .analysis import PARETO_COLUMNS, POINT_METRICS
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from .analysis import ParetoResult
+
 __all__ = ["RunDir", "RunSummary", "RUN_KINDS", "SUMMARY_VERSION", "default_runs_root", "gather_points",
-           "study_points"]
+           "pareto_report", "study_points"]
 
 
 def _row(family: str, label: str, macs, metrics: dict, teacher_macs, keyframe, source) -> dict:
@@ -154,3 +157,41 @@ def _check_comparable(frame: pd.DataFrame) -> None:
     if len(k) > 1:
         raise ConfigError(f"these runs use different keyframe intervals ({sorted(int(x) for x in k)}): "
                           f"MACs per frame are not comparable")
+
+
+def pareto_report(paths: Iterable["str | Path"], out: "str | Path", *, metric: str = "top1",
+                  ref: tuple[str, str] | None = None, storage: str | None = None,
+                  title: str | None = None) -> "ParetoResult":
+    """The Pareto front of every point in ``paths`` (see :func:`gather_points`) for ``metric``, written to
+    ``out``: ``pareto.csv`` (every point, ``on_front``), ``pareto.json`` (hypervolumes, overall and by
+    family) and the plot as ``pareto.png`` / ``pareto.svg``.
+
+    ``ref``: the hypervolume's reference point as (MACs per frame: a number, ``300M`` or ``0.5x`` of the
+    teacher; the metric's floor), by default (the teacher's MACs, 0)."""
+    from ._io import atomic_write
+    from .analysis import pareto_analysis
+    from .analysis._pareto_plot import plot_pareto
+    from .search import parse_macs
+
+    paths, out = [Path(p) for p in paths], Path(out)
+    points = gather_points(paths, storage=storage)
+    reference = None
+    if ref is not None:
+        teacher = points["teacher_macs"].dropna()
+        if not len(teacher) and ref[0].strip().lower().endswith("x"):
+            raise ConfigError("--ref in x of the teacher needs a run that knows the teacher's MACs")
+        try:
+            reference = (parse_macs(ref[0], float(teacher.iloc[0]) if len(teacher) else 0.0), float(ref[1]))
+        except ValueError:
+            raise ConfigError(f"--ref METRIC must be a number, got {ref[1]!r}") from None
+    result = pareto_analysis(points, metric, reference)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "pareto.csv", lambda tmp: result.points.to_csv(tmp, index=False))
+    RunDir(out).write_json(out / "pareto.json", {
+        "metric": result.metric, "reference": {"macs_per_frame": result.reference[0], "metric": result.reference[1]},
+        "hypervolume": result.hypervolume, "hypervolume_share": result.hypervolume_share,
+        "hypervolume_by_family": result.by_family, "teacher_macs": result.teacher_macs,
+        "points": len(result.points), "on_front": int(result.points["on_front"].sum()),
+        "runs": [str(p) for p in paths]})
+    plot_pareto(result, out / "pareto", title=title)
+    return result

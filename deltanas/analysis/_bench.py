@@ -115,12 +115,16 @@ def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", ke
     run_engine({"key": [], "delta": [], "macs": []})
     totals: dict[str, list[float]] = {name: [] for name in [*teachers, "engine"]}
     record: dict[str, list[float]] = {"key": [], "delta": [], "macs": []}
+    key_ms, delta_ms = [], []  # per repeat, the mean over its frames (what adds up to ms per frame)
     for _ in range(repeats):
         for name, fn in teachers.items():
             _settle()
             totals[name].append(run_teacher(fn))
         _settle()
+        record["key"], record["delta"] = [], []
         totals["engine"].append(run_engine(record))
+        key_ms.append(1e3 * statistics.fmean(record["key"]))
+        delta_ms.append(1e3 * statistics.fmean(record["delta"]) if record["delta"] else float("nan"))
     n = sum(len(clip) for clip in single)
     per = {name: [1e3 * t / n for t in ts] for name, ts in totals.items()}
     top1, fidelity = _agreement(model, engine, single, k)
@@ -129,12 +133,12 @@ def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", ke
     keys = sum(-(-len(clip) // k) for clip in single)
     return BenchResult(
         frames=n, keyframe_interval=k, key_frames=keys, input_hw=hw, threads=threads,
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip(),
+        machine=machine_name(),
         engine_backend=engine.backend, key_runtime=engine.key_runtime,
         teacher_ms_per_frame={name: statistics.median(per[name]) for name in teachers},
         delta_ms_per_frame=statistics.median(per["engine"]),
-        delta_ms_per_delta_frame=1e3 * statistics.median(record["delta"]) if record["delta"] else float("nan"),
-        key_ms_per_key_frame=1e3 * statistics.median(record["key"]),
+        delta_ms_per_delta_frame=statistics.median(delta_ms),
+        key_ms_per_key_frame=statistics.median(key_ms),
         teacher_macs=cost.teacher_macs,
         macs_per_frame=(keys * cost.teacher_macs + (n - keys) * delta_macs) / n,
         state_mib=engine.state_bytes(hw) / 2**20,
@@ -142,6 +146,18 @@ def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", ke
         top1=top1, fidelity=fidelity, repeats=repeats,
         spread={name: (min(v), max(v)) for name, v in per.items()},
     )
+
+
+def machine_name() -> str:
+    """The architecture and, where Linux says it, the CPU's model name (``platform.processor()`` is empty
+    there)."""
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{platform.machine()} {model or ''}".strip()
 
 
 def _settle() -> None:

@@ -110,50 +110,35 @@ def _teacher_and_model(args: argparse.Namespace, size: tuple[int, int] | None = 
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from ..delta import Arch, SearchSpace, convert, parse_op
+    from ..analysis import model_table
+    from ..delta import Arch, SearchSpace, convert
 
-    teacher = teacher_from_args(args)
     space = SearchSpace.load(args.space)
-    model = convert(teacher, Arch.parse(args.arch or "full", teacher=args.teacher), input_hw=args.size)
-    infos, linear = model.layer_infos(args.size)
-    cost = model.cost(args.size)
-    rows = []
-    for info, layer_cost in zip(infos, cost.layers):
-        rows.append({
-            "layer": info.name,
-            "shape": f"{info.in_channels}->{info.out_channels} k{info.kernel[0]}x{info.kernel[1]} "
-                     f"s{info.stride[0]} g{info.groups} {info.out_hw[0]}x{info.out_hw[1]}",
-            "teacher_macs": info.teacher_macs,
-            "op": parse_op(layer_cost.op).to_fields() if args.arch_format == "fields" else layer_cost.op,
-            "op_macs": layer_cost.student_macs,
-            "candidates": {str(op): op.macs(info) for op in space.candidates(info)},
-        })
-    totals = {"teacher_macs": cost.teacher_macs, "delta_macs": cost.delta_macs, "linear_macs": linear,
-              "per_frame": cost.per_frame(args.keyframe), "speedup": cost.speedup(args.keyframe),
-              "cache_bytes": cost.cache_bytes, "layers": len(infos), "size": list(args.size)}
-    from ..engine import available_key_runtimes, native_available, native_unavailable_reason
-
-    engine = {"native": native_available(), "native_unavailable": native_unavailable_reason() or None,
-              "key_runtimes": available_key_runtimes()}
+    model = convert(teacher_from_args(args), Arch.parse(args.arch or "full", teacher=args.teacher),
+                    input_hw=args.size)
+    table = model_table(model, args.size, space, args.keyframe, op_fields=args.arch_format == "fields")
+    rows, totals, engine = table["layers"], table["totals"], table["engine"]
     if args.json:
-        print_json({"teacher": args.teacher, "layers": rows, "totals": totals, "engine": engine})
+        print_json({"teacher": args.teacher, **table})
         return 0
-    print(f"{args.teacher} at {args.size[0]}x{args.size[1]}: {len(infos)} convolutions, search space {space.name}")
+    print(f"{args.teacher} at {args.size[0]}x{args.size[1]}: {totals['layers']} convolutions, "
+          f"search space {space.name}")
     print(f"{'layer':32s} {'shape':34s} {'teacher':>9s} {'share':>6s}  candidates (MMACs)")
     for row in rows:
         cands = " ".join(f"{k}={v / 1e6:.2f}" for k, v in row["candidates"].items() if k != "full")
         print(f"{row['layer']:32s} {row['shape']:34s} {row['teacher_macs'] / 1e6:9.2f} "
-              f"{100 * row['teacher_macs'] / cost.teacher_macs:5.1f}%  {cands}")
-    print(f"teacher: {cost.teacher_macs / 1e6:.1f} MMACs/frame (linear layers {linear / 1e6:.2f})")
+              f"{100 * row['teacher_macs'] / totals['teacher_macs']:5.1f}%  {cands}")
+    print(f"teacher: {totals['teacher_macs'] / 1e6:.1f} MMACs/frame "
+          f"(linear layers {totals['linear_macs'] / 1e6:.2f})")
     if args.arch:
         chosen = [row for row in rows if row["op"] != "full"]
         print(f"arch {args.arch}: {len(chosen)} of {len(rows)} layers not full" + (":" if chosen else ""))
         for row in chosen:
             op = json.dumps(row["op"]) if args.arch_format == "fields" else row["op"]
             print(f"  {row['layer']:32s} {op}")
-        print(f"arch {args.arch}: {cost.delta_macs / 1e6:.1f} MMACs per delta frame, "
+        print(f"arch {args.arch}: {totals['delta_macs'] / 1e6:.1f} MMACs per delta frame, "
               f"{totals['per_frame'] / 1e6:.1f} averaged at K={args.keyframe} ({totals['speedup']:.2f}x), "
-              f"key-frame cache {cost.cache_bytes / 2**20:.1f} MiB")
+              f"key-frame cache {totals['cache_bytes'] / 2**20:.1f} MiB")
     print("sparse engine: " + ("native kernels" if engine["native"] else
                                f"pure-PyTorch path (native kernels unavailable: {engine['native_unavailable']})")
           + f"; dense runtimes for key frames: {', '.join(engine['key_runtimes'])}")

@@ -129,34 +129,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from .._io import atomic_write
-    from ..analysis import pareto_analysis
-    from ..analysis._pareto_plot import plot_pareto
-    from ..errors import ConfigError
-    from ..runs import RunDir, gather_points
-    from ..search import parse_macs
+    from ..runs import pareto_report
 
-    points = gather_points(args.runs, storage=args.storage)
-    reference = None
-    if args.ref:
-        teacher = points["teacher_macs"].dropna()
-        if not len(teacher) and args.ref[0].strip().lower().endswith("x"):
-            raise ConfigError("--ref in x of the teacher needs a run that knows the teacher's MACs")
-        try:
-            reference = (parse_macs(args.ref[0], float(teacher.iloc[0]) if len(teacher) else 0.0),
-                         float(args.ref[1]))
-        except ValueError:
-            raise ConfigError(f"--ref METRIC must be a number, got {args.ref[1]!r}") from None
-    result = pareto_analysis(points, args.metric, reference)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "pareto.csv", lambda tmp: result.points.to_csv(tmp, index=False))
-    RunDir(args.out).write_json(args.out / "pareto.json", {
-        "metric": result.metric, "reference": {"macs_per_frame": result.reference[0], "metric": result.reference[1]},
-        "hypervolume": result.hypervolume, "hypervolume_share": result.hypervolume_share,
-        "hypervolume_by_family": result.by_family, "teacher_macs": result.teacher_macs,
-        "points": len(result.points), "on_front": int(result.points["on_front"].sum()),
-        "runs": [str(r) for r in args.runs]})
-    plot_pareto(result, args.out / "pareto", title=args.title)
+    result = pareto_report(args.runs, args.out, metric=args.metric, ref=args.ref, storage=args.storage,
+                           title=args.title)
     front = result.points[result.points["on_front"]].sort_values("macs_per_frame")
     print(f"{len(result.points)} points, {len(front)} on the front ({args.metric}); hypervolume "
           f"{result.hypervolume:.4g} ({100 * result.hypervolume_share:.1f}% of the reference box "
