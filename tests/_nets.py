@@ -6,30 +6,18 @@ Both take RGB in [0, 1] and get deterministic weights and BatchNorm statistics f
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.delta._helpers import seeded_
+
 __all__ = ["TinyResNet", "TinyUNet", "build_resnet", "build_unet", "seeded"]
 
 
-@torch.no_grad()
 def seeded(module: nn.Module, seed: int) -> nn.Module:
-    """Fan-in scaled conv/linear weights, small biases, non-trivial BatchNorm affine and statistics."""
-    g = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(m.weight[0].numel()))
-            if m.bias is not None:
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-        elif isinstance(m, nn.BatchNorm2d):
-            m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=g))
-            m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-            m.running_var.copy_(1 + 0.1 * torch.rand(m.running_var.shape, generator=g))
-    return module.eval()
+    """Fan-in scaled conv/linear weights, small biases, non-trivial BatchNorm affine and statistics; eval mode."""
+    return seeded_(module, seed).eval()
 
 
 class BasicBlock(nn.Module):

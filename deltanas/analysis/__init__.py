@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._bench import BenchResult, bench, machine_name, speed_summary
+from ._bench import BenchResult, bench, machine_name, speed_summary, speed_words
 from ._compare import Difference, paired_bootstrap
 from ._evaluate import EvalResult, evaluate, evaluate_adaptive, keyframe_groups
 from ._info import model_table
@@ -15,4 +15,4 @@ __all__ = ["Agreement", "AgreementMeter", "BenchResult", "bench", "Difference", 
            "GatingReport", "GroupSums", "LayerGating", "ParetoResult", "evaluate", "evaluate_adaptive",
            "hypervolume", "keyframe_groups", "machine_name", "measure_gating", "measured_cost", "model_table",
            "non_dominated", "paired_bootstrap", "pareto_analysis", "PARETO_COLUMNS", "POINT_METRICS",
-           "StreamReport", "run_stream", "speed_summary"]
+           "StreamReport", "run_stream", "speed_summary", "speed_words"]

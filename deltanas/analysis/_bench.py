@@ -148,6 +148,11 @@ def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", ke
     )
 
 
+def speed_words(ratio: float) -> str:
+    """A time ratio (dense / engine) in words: ``1.52x faster`` or, below 1, ``1.14x slower``."""
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
 def machine_name() -> str:
     """The architecture and, where Linux says it, the CPU's model name (``platform.processor()`` is empty
     there)."""
@@ -195,7 +200,7 @@ def speed_summary(model: DeltaModel, clips: Sequence[torch.Tensor], keyframe_int
               "macs_ratio": r.macs_ratio, "top1": r.top1, "fidelity": r.fidelity, "frames": r.frames,
               "threads": r.threads, "engine_backend": r.engine_backend, "key_runtime": r.key_runtime}
     line = (f"on the sparse engine ({r.engine_backend}): {r.delta_ms_per_frame:.1f} ms/frame against the dense "
-            f"teacher's {record['teacher_ms_per_frame']:.1f} in {dense.name} ({record['speedup']:.2f}x faster, "
+            f"teacher's {record['teacher_ms_per_frame']:.1f} in {dense.name} ({speed_words(record['speedup'])}, "
             f"{r.macs_ratio:.2f}x fewer MACs), keeping top-1 {100 * r.top1:.1f}% and fidelity {r.fidelity:.3f} "
             f"on {r.frames} held-out frames, {r.threads} thread(s)")
     return record, line

@@ -14,6 +14,7 @@ import torch
 from .._io import atomic_write
 from ..delta import DeltaModel, KeyframePolicy, stream
 from ..engine import SparseEngine, dense_runtime
+from ._bench import speed_words
 from ._gating import GatedSpend, measured_cost
 from ._metrics import Agreement, AgreementMeter
 
@@ -60,7 +61,7 @@ class StreamReport:
         return [f"{self.frames} frames, {self.key_frames} key frames; agreement on the delta frames: top-1 "
                 f"{100 * a.top1:.1f}% (key-frame reuse {100 * a.reuse_top1:.1f}%), fidelity {a.fidelity:.3f}",
                 f"{self.ms_per_frame:.2f} ms/frame ({self.path}) vs the dense teacher in {self.teacher_runtime} "
-                f"{self.teacher_ms_per_frame:.2f} ms/frame: {self.speedup:.2f}x faster; MACs/frame "
+                f"{self.teacher_ms_per_frame:.2f} ms/frame: {speed_words(self.speedup)}; MACs/frame "
                 f"{self.macs_per_frame / 1e6:.1f}M vs {self.teacher_macs / 1e6:.1f}M ({self.macs_ratio:.2f}x fewer); "
                 f"batch 1, {self.threads} thread(s)"]
 

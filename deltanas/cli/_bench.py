@@ -33,7 +33,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..analysis import bench
+    from ..analysis import bench, speed_words
     from ..video import read_frames
     from ._core import _teacher_and_model
 
@@ -51,7 +51,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"  engine ({r.engine_backend}, key frames in {r.key_runtime}): {r.delta_ms_per_frame:.2f} ms/frame "
           f"(delta frames {r.delta_ms_per_delta_frame:.2f}, key frames {r.key_ms_per_key_frame:.1f})")
     for runtime, ms in sorted(r.teacher_ms_per_frame.items(), key=lambda kv: kv[1]):
-        print(f"  dense teacher in {runtime:11s} {ms:7.2f} ms/frame -> the engine is {r.speedup(runtime):.2f}x faster")
+        print(f"  dense teacher in {runtime:11s} {ms:7.2f} ms/frame -> the engine is "
+              f"{speed_words(r.speedup(runtime))}")
     print(f"  MACs: {r.macs_ratio:.2f}x fewer than the teacher (averaged at K, as the engine spent them); "
           f"agreement on these frames: top-1 {100 * r.top1:.1f}%, fidelity {r.fidelity:.3f}")
     print(f"  memory: engine state {r.state_mib:.1f} MiB, process peak {r.peak_rss_mib:.0f} MiB")

@@ -73,3 +73,10 @@ def test_run_cli_writes_per_frame_rows(tmp_path, capsys):
     assert "ms/frame (engine (" in text and "vs the dense teacher in" in text
     lines = out.read_text().splitlines()
     assert lines[0] == "frame,key,ms,macs,teacher_top1,model_top1" and len(lines) == 7
+
+
+def test_speed_words_say_slower_below_one():
+    from deltanas.analysis import speed_words
+
+    assert speed_words(1.52) == "1.52x faster"
+    assert speed_words(0.8) == "1.25x slower"
