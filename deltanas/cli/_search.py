@@ -34,7 +34,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--select-metric", default="fidelity", choices=["fidelity", "top1", "dense", "miou"],
                    help="what the final choice among the candidates ranks by on the selection frames (fidelity: "
                         "the logits' error, continuous; top1/dense/miou: agreement, ties broken by fidelity)")
-    s.add_argument("--quick", action="store_true", help="a usable result in about two minutes on 2 cores")
+    s.add_argument("--quick", action="store_true", help="a usable result in about five minutes on 2 cores")
     s.add_argument("--no-speed", action="store_true",
                    help="skip the last step: timing the result on the sparse engine against the fastest dense runtime")
     s.add_argument("--adaptive-eval", action="store_true",

@@ -81,15 +81,17 @@ class Geometry:
         """The output positions whose window holds one of the input positions ``idx`` (sorted, unique)."""
         if self.is_pointwise and self.stride == (1, 1):
             return idx
-        out, valid = self._reached(idx)
+        out, valid = self.reached(idx)
         return torch.unique(out[valid])
 
     def reach(self, idx: torch.Tensor) -> int:
         """How many (input position, output position) pairs the inputs ``idx`` take part in: the taps that a
         computation driven by the changed inputs does."""
-        return int(self._reached(idx)[1].sum())
+        return int(self.reached(idx)[1].sum())
 
-    def _reached(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def reached(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each input position of ``idx`` and kernel tap (n, kh, kw): the output position whose window
+        holds it there, and whether that output exists (stride, padding and edges)."""
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel, self.stride, self.padding, self.dilation
         y, x = idx // self.in_w, idx % self.in_w
         oy_num = (y + ph)[:, None] - torch.arange(kh)[None, :] * dh  # (n, kh): oy * sh for each tap row

@@ -339,7 +339,7 @@ class ConvNode(Node):
         score = sq if self.gate.kind == "p" else sq.sqrt()
         units = g.out_h * g.out_w
         pooled = score.new_zeros(units)
-        out, valid = g._reached(rows)
+        out, valid = g.reached(rows)
         reached = out[valid]
         pooled.scatter_reduce_(0, reached, score[:, None, None].expand_as(out)[valid], "amax")
         touched = torch.unique(reached)

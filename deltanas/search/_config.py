@@ -87,7 +87,7 @@ class SearchConfig(JsonConfig):
 
 
 def quick(config: SearchConfig) -> SearchConfig:
-    """A first look in about two minutes on two CPU cores: fewer frames, steps and probes."""
+    """A first look in about five minutes on two CPU cores: fewer frames, steps and probes."""
     data = config.data.replace(max_frames=120, crop=(128, 224), frame_size=(192, 320))
     return config.replace(data=data, steps=16, warmup_steps=4, finetune_steps=12, prior_groups=1,
                           select_groups=1, prefer_candidates=False, threshold_candidate=True, checkpoint_every=8,

@@ -502,35 +502,44 @@ void windows(const Window& g, const float* frame, const int32_t* out_idx, int64_
     }
 }
 
-void read_conv_weights(Args& a, int64_t groups, bool depthwise, const float*& w, std::vector<Weight>& weights) {
-    w = a.ptr<float>();  // depthwise: (taps, C); otherwise groups Weights follow
-    if (!depthwise) for (int64_t gi = 0; gi < groups; ++gi) weights.push_back(a.weight());
-}
+// The head of a windowed convolution's arguments (convk, keygate): messages, window, groups, weights.
+struct WindowConv {
+    Msg in, out;
+    Window g;
+    int64_t groups;
+    bool depthwise;
+    const float* w;  // depthwise: (taps, C); otherwise one Weight per group
+    std::vector<Weight> weights;
+    explicit WindowConv(Args& a) : in(a.msg()), out(a.msg()) {
+        g.read(a);
+        groups = a.next();
+        depthwise = a.next() != 0;
+        w = a.ptr<float>();
+        if (!depthwise) for (int64_t gi = 0; gi < groups; ++gi) weights.push_back(a.weight());
+    }
+};
 
 // k x k convolution (dense or grouped: each reached output's window; depthwise: driven by the changed inputs
 // up to a share of them, then by the reached outputs).
 void op_convk(Args& a) {
-    Msg in = a.msg(), out = a.msg();
-    Window g; g.read(a);
-    int64_t groups = a.next(), depthwise = a.next();
-    const float* w;
-    std::vector<Weight> weights;
-    read_conv_weights(a, groups, depthwise, w, weights);
+    WindowConv cv(a);
+    Msg &in = cv.in, &out = cv.out;
+    const Window& g = cv.g;
     float* frame = a.ptr<float>();
     int32_t* mark = a.ptr<int32_t>();
     float* patches = a.ptr<float>();
     double* macs = a.ptr<double>();
     int64_t pos_macs = a.next();
     double dense_above = a.real();  // depthwise: above this share of changed inputs, compute windows whole
-    if (depthwise && *in.count <= dense_above * g.in_h * g.in_w) {
-        *macs += (double)depthwise_scatter(g, in, w, mark, out);
+    if (cv.depthwise && *in.count <= dense_above * g.in_h * g.in_w) {
+        *macs += (double)depthwise_scatter(g, in, cv.w, mark, out);
         return;
     }
     int64_t m = touched(g, in.idx, *in.count, mark, out.idx);
     *out.count = m;
     if (m == 0) return;
     scatter(g, in, frame);
-    windows(g, frame, out.idx, m, depthwise, w, weights, groups, patches, out.val);
+    windows(g, frame, out.idx, m, cv.depthwise, cv.w, cv.weights, cv.groups, patches, out.val);
     unscatter(g, in, frame);
     *macs += (double)m * pos_macs;
 }
@@ -540,12 +549,9 @@ void op_convk(Args& a) {
 // zero. The change since the key frame is kept in a zero padded frame; the message is the output's change
 // since the last frame, at the units selected now or then.
 void op_keygate(Args& a) {
-    Msg in = a.msg(), out = a.msg();
-    Window g; g.read(a);
-    int64_t groups = a.next(), depthwise = a.next();
-    const float* w;
-    std::vector<Weight> weights;
-    read_conv_weights(a, groups, depthwise, w, weights);
+    WindowConv cv(a);
+    Msg &in = cv.in, &out = cv.out;
+    const Window& g = cv.g;
     float* since = a.ptr<float>();  // (Hp * Wp, C) padded: x - x_key
     uint8_t* dirty = a.ptr<uint8_t>();
     int32_t* dirty_list = a.ptr<int32_t>();
@@ -620,7 +626,7 @@ void op_keygate(Args& a) {
     std::vector<int32_t> now(cand.size());
     for (size_t r = 0; r < cand.size(); ++r) now[r] = cand[r].second;
     const int64_t n_now = (int64_t)now.size();
-    if (n_now) windows(g, since, now.data(), n_now, depthwise, w, weights, groups, patches, fresh);
+    if (n_now) windows(g, since, now.data(), n_now, cv.depthwise, cv.w, cv.weights, cv.groups, patches, fresh);
     *macs += (double)n_now * pos_macs;
     // the message: the change of the output at the units selected now or before
     int64_t n_out = 0;
