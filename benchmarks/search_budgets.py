@@ -1,7 +1,7 @@
 """Searches at several budgets on EfficientNet-Lite0, against uniform designs trained with the same steps.
 
-    python benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --steps 60 --finetune-steps 60 \
-        --out benchmarks/results/search_budgets.md
+    python benchmarks/search_budgets.py --targets 0.1x 0.2x 0.35x --modes soft --steps 40 --finetune-steps 40 \
+        --uniform ... --out benchmarks/results/search_moving.md
 
 For each target: where the derived architecture lands (delta-frame MACs / target, with and without
 --hard), MACs per frame at K, held-out top-1 / dense agreement, fidelity, wall time. Then every

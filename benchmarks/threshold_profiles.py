@@ -28,7 +28,7 @@ from pathlib import Path
 from deltanas.analysis import evaluate
 from deltanas.delta import convert
 from deltanas.search import SearchConfig
-from deltanas.search._searcher import _CALIBRATION_GROUPS, _SELECTION_GROUPS
+from deltanas.search._derive import _CALIBRATION_GROUPS, _SELECTION_GROUPS
 from deltanas.search._uniform import calibration_groups, uniform_for_budget, uniform_threshold_for_budget
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data

@@ -84,8 +84,7 @@ def evaluate(model: DeltaModel, clips: Sequence[tuple[str, torch.Tensor]], keyfr
     ``phases`` > 1 (at most K; fixed key frames only) pools the key frames at every K-th frame from each
     of the offsets ``0 .. phases - 1`` (``max_groups`` per clip and phase): with ``phases = K`` every frame
     is a delta frame at each distance from its key frame, and which frames the fixed grid made key
-    frames no longer decides the figures (on the bundled clips top-1 moved by up to 17 points with the
-    offset: BENCHMARKS.md section 2g)."""
+    frames no longer decides the figures (BENCHMARKS.md, every key-frame phase)."""
     teacher = model.teacher
     if teacher is None:
         raise ConfigError("evaluation needs a classifier teacher (deltanas.teachers.Teacher)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -13,6 +12,8 @@ from ._args import (add_data_options, add_engine_options, add_run_options, add_t
                     engine_from_args, given_teacher, print_json, size_type, teacher_from_args)
 
 __all__ = ["register"]
+
+ONLINE_ARCH = "uniform:gated:w0.04:run(full)"
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -70,19 +71,42 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_compare)
 
-    p = verbs.add_parser("run", help="stream a video through a delta model: agreement and speed")
-    p.add_argument("video", help="a video file, frame folder or bundled clip name")
+    p = verbs.add_parser("run", help="stream a video through a delta model: agreement and speed; with --online, "
+                                     "hold an accuracy target on the live stream")
+    p.add_argument("video", nargs="+", help="a video file, frame folder or bundled clip name (with --online, "
+                                            "several: streamed one after another, as one stream with cuts)")
     p.add_argument("--model", help="a run or export folder (default: --arch untrained)")
-    p.add_argument("--arch", default="full")
+    p.add_argument("--arch", default=None,
+                   help=f"default: full; with --online, {ONLINE_ARCH} (running gates whose scale the controller "
+                        f"sets)")
     add_teacher_options(p)
     p.add_argument("--keyframe", type=int, default=8, metavar="K")
     p.add_argument("--adaptive", type=float, default=None, metavar="TAU",
                    help="also take a key frame when the input changed by more than TAU (relative energy)")
     p.add_argument("--size", type=size_type, default=(256, 448), metavar="HxW")
-    p.add_argument("--max-frames", type=int, default=64)
+    p.add_argument("--max-frames", type=int, default=None, help="frames read per video (default 64; --online 2000)")
     p.add_argument("--csv", type=Path, help="write per-frame results here (key, ms, macs, top-1 of both)")
     p.add_argument("--threads", type=int, default=None, help="threads of the engine and the dense runtimes")
     add_engine_options(p, reference=True)
+    g = p.add_argument_group("online")
+    g.add_argument("--online", action="store_true",
+                   help="every key frame checks the delta model against the teacher; the key-frame interval and the "
+                        "gate scale adapt to hold the target at the least cost; scene cuts force key frames")
+    g.add_argument("--target-fidelity", type=float, default=None, metavar="F",
+                   help="the target: fidelity of the logits on the checks (default 0.85)")
+    g.add_argument("--target-top1", type=float, default=None, metavar="A", help="or: top-1 agreement on the checks")
+    g.add_argument("--min-interval", type=int, default=2)
+    g.add_argument("--max-interval", type=int, default=64)
+    g.add_argument("--cut-threshold", type=float, default=0.1, metavar="C",
+                   help="relative change between consecutive frames that counts as a scene cut (default 0.1)")
+    g.add_argument("--cost", choices=["ms", "macs"], default="ms", help="what the controller saves (default ms)")
+    g.add_argument("--train-steps", type=int, default=0, metavar="N",
+                   help="optimiser steps on each key frame's teacher output (a model with students; default 0)")
+    g.add_argument("--train-lr", type=float, default=1e-4)
+    g.add_argument("--check", action="store_true",
+                   help="evaluation: also run the teacher on every frame (not counted) for per-frame agreement")
+    g.add_argument("--out", type=Path, help="write frames.csv, summary.json, log.txt and the plot here")
+    g.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=cmd_run)
 
     p = verbs.add_parser("export", help="copy a model's arch.json and student weights into a folder")
@@ -255,17 +279,62 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..analysis import run_stream
     from ..delta import KeyframePolicy
+    from ..errors import ConfigError
     from ..video import read_frames
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.online:
+        return _run_online(args)
+    given = [name for name, value in (("--target-fidelity", args.target_fidelity), ("--target-top1", args.target_top1),
+                                      ("--out", args.out), ("--check", args.check or None),
+                                      ("--train-steps", args.train_steps or None)) if value is not None]
+    if given or len(args.video) > 1:
+        raise ConfigError(f"{', '.join(given) or 'several videos'}: only with --online")
+    args.arch = args.arch or "full"
     _, model = _teacher_and_model(args, args.size)
-    frames = read_frames(args.video, args.size, max_frames=args.max_frames).float().div(255)
+    frames = read_frames(args.video[0], args.size, max_frames=args.max_frames or 64).float().div(255)
     report = run_stream(model, frames, KeyframePolicy(args.keyframe, args.adaptive),
                         engine=engine_from_args(args, model))
     if args.csv:
         report.write_csv(args.csv)
-    print(f"{args.video}: " + "\n".join(report.summary()))
+    print(f"{args.video[0]}: " + "\n".join(report.summary()))
+    return 0
+
+
+def _run_online(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..online import OnlineConfig, OnlineTrainer, run_online
+    from ..video import read_frames
+
+    if args.engine == "reference":
+        raise ConfigError("--online runs on the sparse engine: --engine auto, native or torch")
+    if args.adaptive is not None:
+        raise ConfigError("--adaptive is the fixed policy's; --online sets its own key frames")
+    args.arch = args.arch or ONLINE_ARCH
+    _, model = _teacher_and_model(args, args.size)
+    target = {"target_fidelity": args.target_fidelity, "target_top1": args.target_top1}
+    if target["target_fidelity"] is None and target["target_top1"] is None:
+        target["target_fidelity"] = 0.85
+    config = OnlineConfig(**target, min_interval=args.min_interval, max_interval=args.max_interval,
+                          start_interval=min(max(args.keyframe, args.min_interval), args.max_interval),
+                          cut_threshold=args.cut_threshold, cost=args.cost)
+    trainer = OnlineTrainer(model, args.train_steps, args.train_lr) if args.train_steps else None
+
+    def frames():
+        for video in args.video:  # decoded one video at a time: a long stream is not held in memory at once
+            yield from read_frames(video, args.size, max_frames=args.max_frames or 2000).float().div(255)
+
+    report = run_online(model, frames(), config, engine=engine_from_args(args, model), evaluate=args.check,
+                        trainer=trainer, progress=not args.no_progress)
+    for line in report.log:
+        print(line)
+    print(f"{' + '.join(args.video)}: " + "\n".join(report.lines()))
+    if args.csv:
+        report.write_csv(args.csv)
+    if args.out:
+        report.write(args.out)
+        print(f"written to {args.out}: frames.csv, summary.json, log.txt, online.png")
     return 0
 
 

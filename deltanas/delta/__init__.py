@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ._arch import Arch
 from ._conv import DeltaConv, DeltaMode
-from ._gated import GatedDelta, RunningGatedDelta, gated_layers
+from ._gated import GatedDelta, gated_layers
 from ._gates import Gate, LearnedGate, ThresholdGate, TopPGate, top_mask
 from ._layers import LayerInfo, conv_macs, trace_layers
-from ._model import CostReport, DeltaModel, LayerCost, averaged_macs, convert, cost_report
+from ._cost import CostReport, LayerCost, averaged_macs, cost_report
+from ._model import DeltaModel, convert
 from ._ops import OP_TYPES, StudentOp, make_op, op_types, register_op
 from ._runner import KeyframePolicy, StreamFrame, calibrate_keyframes, stream
+from ._running import RunningGatedDelta
 from ._skipconv import skipconv_designs
 from ._space import SearchSpace, builtin_search_spaces
 from ._spec import OpSpec, parse_op

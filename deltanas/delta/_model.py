@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Iterator
 
 import torch
@@ -13,44 +13,11 @@ from torch import nn
 from ..teachers import Teacher
 from ._arch import Arch
 from ._conv import DeltaConv, DeltaMode
+from ._cost import CostReport, cost_report
 from ._layers import LayerInfo, trace_layers
 from ._ops import StudentOp
 
-__all__ = ["DeltaModel", "convert", "CostReport", "LayerCost", "averaged_macs"]
-
-
-def averaged_macs(teacher_macs: float, delta_macs: float, keyframe_interval: "int | float") -> float:
-    """MACs per frame over a group of K frames whose first runs the teacher: ``(M_teacher + (K-1) M_delta) / K``
-    (K may be fractional: an adaptive policy's frames per key frame)."""
-    k = keyframe_interval
-    return (teacher_macs + (k - 1) * delta_macs) / k
-
-
-@dataclass(frozen=True)
-class LayerCost:
-    name: str
-    op: str
-    teacher_macs: int
-    student_macs: int
-
-
-@dataclass(frozen=True)
-class CostReport:
-    """MACs of one key frame (the teacher) and one delta frame at an input size."""
-
-    input_hw: tuple[int, int]
-    teacher_macs: int  # a full frame: every convolution plus the always-on linear layers
-    delta_macs: int  # a frame after the key frame: students plus the linear layers
-    linear_macs: int
-    layers: tuple[LayerCost, ...]
-    cache_bytes: int  # key-frame inputs and outputs of every delta layer (float32)
-
-    def per_frame(self, keyframe_interval: int) -> float:
-        """Averaged over a group of K frames: :func:`averaged_macs`."""
-        return averaged_macs(self.teacher_macs, self.delta_macs, keyframe_interval)
-
-    def speedup(self, keyframe_interval: int) -> float:
-        return self.teacher_macs / max(self.per_frame(keyframe_interval), 1.0)
+__all__ = ["DeltaModel", "convert"]
 
 
 class DeltaModel(nn.Module):
@@ -147,23 +114,6 @@ class DeltaModel(nn.Module):
     def cost(self, input_hw: tuple[int, int]) -> CostReport:
         infos, linear = self.layer_infos(input_hw)
         return cost_report(infos, self.ops, linear, input_hw)
-
-
-def cost_report(infos: list[LayerInfo], ops: dict[str, StudentOp], linear_macs: int,
-                input_hw: tuple[int, int]) -> CostReport:
-    layers = tuple(LayerCost(i.name, str(ops[i.name]), i.teacher_macs, ops[i.name].macs(i)) for i in infos)
-    # A layer caches its key output, and its key input unless it never computes a delta.
-    cache = sum(4 * (i.out_channels * i.out_hw[0] * i.out_hw[1]
-                     + (0 if str(ops[i.name]) == "zero" else i.in_channels * i.in_hw[0] * i.in_hw[1]))
-                for i in infos)
-    return CostReport(
-        input_hw=input_hw,
-        teacher_macs=sum(c.teacher_macs for c in layers) + linear_macs,
-        delta_macs=sum(c.student_macs for c in layers) + linear_macs,
-        linear_macs=linear_macs,
-        layers=layers,
-        cache_bytes=cache,
-    )
 
 
 def convert(teacher: nn.Module, arch: "Arch | str" = "full", input_hw: tuple[int, int] | None = None,

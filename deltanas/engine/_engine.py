@@ -11,7 +11,7 @@ import torch
 from ..delta import DeltaModel, KeyframePolicy
 from ..errors import ConfigError
 from ._graph import EngineGraph, lower
-from ._keyframes import KeyRuntime, create_key_runtime, key_graph
+from ._keyframes import KeyRuntime, create_key_runtime, dense_runtime, key_graph
 from ._nodes import ConvNode, Frame, InputNode, KeyExport, Message
 from . import _native
 
@@ -30,6 +30,9 @@ class _Prepared:
     key_runtime: KeyRuntime
     program: object | None  # the native program, when the native backend runs
     keyed: bool = False
+    # the key frame's mean input norm of each a / w gate, before the gate scale multiplies it
+    key_norms: dict[str, torch.Tensor] = field(default_factory=dict)
+    dense: KeyRuntime | None = None  # the teacher alone (no state exported), made on first use
 
 
 @dataclass
@@ -57,7 +60,8 @@ class SparseEngine:
     frame through every layer, each delta layer updating by its operator (exact, a gate, reuse, or its
     student run densely). ``backend``: ``native`` (the C++ kernels), ``torch`` (the pure-PyTorch reference
     path, same numbers), ``auto`` (native where built). After each frame ``last_macs`` holds the
-    multiply-adds each layer did, and the model's own cost report is what :meth:`measured_cost` returns.
+    multiply-adds each layer did. ``gate_scale`` multiplies the thresholds of the running a / w gates (those
+    relative to the key frame's input norm; 0: every change passes), and may change at any frame.
     """
 
     def __init__(self, model: DeltaModel, *, backend: str = "auto", keyframes: str = "auto",
@@ -77,6 +81,7 @@ class SparseEngine:
         self.threads = threads
         self.dtype = dtype
         self.last_macs: dict[str, float] = {}
+        self._gate_scale = 1.0
         self._prepared: dict[tuple[int, int], _Prepared] = {}
         self._current: _Prepared | None = None
 
@@ -150,9 +155,32 @@ class SparseEngine:
                 node.reset(p.state)
                 if isinstance(node, ConvNode) and node.norm_source is not None:
                     node.derive_key_norm(p.state)
+        p.key_norms = {name: p.state[name].clone() for name in _scaled_norms(p.graph)}
+        self._apply_gate_scale(p)
         p.keyed = True
         self.last_macs = {}
         return self._outputs(p)
+
+    @property
+    def gate_scale(self) -> float:
+        return self._gate_scale
+
+    def set_gate_scale(self, scale: float) -> None:
+        """Multiply the model's running a / w gate thresholds by ``scale`` (>= 0) from the next frame on."""
+        scale = float(scale)
+        if not scale >= 0 or scale == float("inf"):
+            raise ConfigError(f"gate scale must be a finite number >= 0, got {scale}")
+        self._gate_scale = scale
+        if self._current is not None and self._current.keyed:
+            self._apply_gate_scale(self._current)
+
+    def _apply_gate_scale(self, p: _Prepared) -> None:
+        for name, norm in p.key_norms.items():
+            p.state[name].copy_(norm * self._gate_scale)
+
+    def scaled_gates(self, input_hw: tuple[int, int]) -> int:
+        """How many gates ``gate_scale`` acts on at ``input_hw``."""
+        return len(_scaled_norms(self.prepare(input_hw).graph))
 
     @torch.no_grad()
     def delta_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -170,10 +198,33 @@ class SparseEngine:
             self.last_macs = _torch_delta_frame(p, x, self.dtype)
         return self._outputs(p)
 
-    def _outputs(self, p: _Prepared) -> tuple[torch.Tensor, ...]:
+    @torch.no_grad()
+    def dense_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The dense teacher alone on ``x`` in the fastest installed runtime (as ``keyframes`` picks), without the
+        state a key frame hands the delta frames (cheaper than :meth:`key_frame`): the next frame must be a key
+        frame."""
+        x = self._frame(x)
+        self._check_finite(x)
+        p = self.prepare(tuple(x.shape[-2:]))
+        if p.dense is None:  # the fastest runtime for the bare teacher (not necessarily the key frames')
+            threads = self.threads or torch.get_num_threads()
+            if self.dtype == torch.float32:
+                p.dense = dense_runtime(self.model, self.keyframes, p.graph.input_hw, threads)
+            else:
+                gm = copy.deepcopy(key_graph(p.graph, [])).to(self.dtype)
+                example = torch.zeros(1, self.model.in_channels, *p.graph.input_hw, dtype=self.dtype)
+                p.dense = create_key_runtime("torch", gm, example, threads, [None] * len(p.graph.outputs))
+        values = p.dense.run(x)
+        p.keyed = False
+        self._current = p
+        self.last_macs = {}
+        return self._outputs(p, values)
+
+    def _outputs(self, p: _Prepared, values: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
         results = []
-        for t, shape in zip(p.graph.outputs, p.graph.output_shapes):
-            info, value = p.graph.tensors[t], p.state[_out(t)]
+        for i, (t, shape) in enumerate(zip(p.graph.outputs, p.graph.output_shapes)):
+            info = p.graph.tensors[t]
+            value = p.state[_out(t)] if values is None else values[i]
             if len(shape) == 4:
                 results.append(value.view(info.h, info.w, info.c).permute(2, 0, 1)[None].contiguous())
             else:
@@ -207,6 +258,11 @@ class SparseEngine:
         """The linear layers (run as 1 x 1 on pooled vectors), by name."""
         return set() if self._current is None else \
             {n.name for n in self._current.graph.nodes if isinstance(n, ConvNode) and n.is_linear}
+
+
+def _scaled_norms(graph: EngineGraph) -> list[str]:
+    return [n.buffer("key_norm") for n in graph.nodes
+            if isinstance(n, ConvNode) and n.rule == "gate" and n.gate.needs_key_norm]
 
 
 def _out(tensor: int) -> str:

@@ -215,8 +215,9 @@ def create_key_runtime(name: str, gm: fx.GraphModule, example: torch.Tensor, thr
     return min(runtimes, key=lambda rt: _median_seconds(rt, example))
 
 
-def _median_seconds(runtime: KeyRuntime, example: torch.Tensor, runs: int = 3) -> float:
-    runtime.run(example)  # warm-up
+def _median_seconds(runtime: KeyRuntime, example: torch.Tensor, runs: int = 7) -> float:
+    for _ in range(3):  # warm-up: the first runs after compiling are slower, and not alike across runtimes
+        runtime.run(example)
     times = []
     for _ in range(runs):
         start = time.perf_counter()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from ._budget import Budget, parse_macs
 from ._config import SearchConfig, quick
-from ._derive import fit_to_budget
+from ._knapsack import fit_to_budget
 from ._distributed import DistContext, init_distributed
 from ._penalty import PENALTIES, Penalty, make_penalty
-from ._searcher import Derived, SearchResult, derive, search
+from ._derive import Derived, derive
+from ._searcher import SearchResult, search
 from ._sensitivity import layer_sensitivity, logits_for_budget
 from ._supernet import MixedDelta, Supernet, build_supernet
 

@@ -1,63 +1,118 @@
-"""From logits to an architecture inside the budget: a multiple-choice knapsack, solved exactly.
-
-Maximise the summed per-layer score (the logits' log-probabilities) subject to
-``(1 - tolerance) T <= MACs <= T``, by dynamic programming over MACs quantised to ``T / resolution`` (rounded down); each state also
-carries the real MACs of its best path, and only paths whose real total is within ``T`` are taken.
-When the argmax already lies in the band it is the optimum and comes back unchanged.
-"""
+"""The architecture a search fine-tunes: the supernet's choice fitted to the budget, against the uniform
+skip-convolutions of the same budget, selected on frames."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+
 import torch
 
-__all__ = ["fit_to_budget"]
+from .._run import RunDir
+from ..analysis import evaluate
+from ..delta import Arch, convert
+from ..training import VideoData
+from ._budget import Budget
+from ._config import SearchConfig
+from ._knapsack import fit_to_budget
+from ._select import SELECT_METRICS, candidate_choices, select_on_frames, selection_rank
+from ._supernet import Supernet
+from ._uniform import calibration_groups, uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
+
+__all__ = ["Derived", "derive"]
 
 
-def fit_to_budget(choice: dict[str, int], scores: dict[str, torch.Tensor], macs: dict[str, torch.Tensor],
-                  fixed_macs: float, target: float, tolerance: float = 0.03,
-                  resolution: int = 4000) -> dict[str, int]:
-    """The best-scoring choice (one candidate per layer) with MACs in ``[(1 - tolerance) T, T]``.
+@dataclass(frozen=True)
+class Derived:
+    """The architecture a search fine-tunes: a choice among the supernet's candidates, or the
+    budget-matched uniform skip-convolution (``choice`` None) when that won the selection."""
 
-    If no choice reaches the band, the one closest below ``T``; if even the cheapest is above ``T``,
-    the cheapest (the caller refuses such targets before searching).
-    """
-    names = list(choice)
-    budget = target - fixed_macs
-    if budget <= 0:
-        return {n: int(torch.argmin(macs[n])) for n in names}
-    unit = budget / resolution
-    best = np.full(resolution + 1, -np.inf)
-    best[0] = 0.0
-    real = np.zeros(resolution + 1)
-    backtrack: list[np.ndarray] = []
-    for name in names:
-        cost_real = macs[name].double().numpy()
-        cost = np.floor(cost_real / unit + 1e-9).astype(np.int64)
-        score = scores[name].double().numpy()
-        new = np.full_like(best, -np.inf)
-        new_real = np.zeros_like(real)
-        pick = np.full(best.shape, -1, dtype=np.int64)
-        for k, (c, s) in enumerate(zip(cost, score)):
-            if c > resolution:
-                continue
-            shifted = np.full_like(best, -np.inf)
-            shifted[c:] = best[:resolution + 1 - c] + s
-            shifted_real = np.zeros_like(real)
-            shifted_real[c:] = real[:resolution + 1 - c] + cost_real[k]
-            better = (shifted > new) & (shifted_real <= budget)
-            new[better], new_real[better], pick[better] = shifted[better], shifted_real[better], k
-        if not np.isfinite(new).any():
-            return {n: int(torch.argmin(macs[n])) for n in names}
-        best, real = new, new_real
-        backtrack.append(pick)
+    arch: Arch
+    delta_macs: float
+    choice: dict[str, int] | None
+    label: str
 
-    feasible = np.flatnonzero(np.isfinite(best))
-    in_band = feasible[real[feasible] >= (1 - tolerance) * target - fixed_macs]
-    end = int(in_band[np.argmax(best[in_band])]) if in_band.size else int(feasible[np.argmax(real[feasible])])
-    result: dict[str, int] = {}
-    for name, pick in zip(reversed(names), reversed(backtrack)):
-        k = int(pick[end])
-        result[name] = k
-        end -= int(np.floor(macs[name][k].item() / unit + 1e-9))
-    return {n: result[n] for n in names}
+
+def derive(supernet: Supernet, budget: Budget, config: SearchConfig, data: VideoData | None = None,
+           run: RunDir | None = None, teacher_name: str | None = None) -> Derived:
+    """The architecture to fine-tune. Argmax per layer when it already lands within the tolerance of
+    the budget (and, with ``hard``, not above it); else the best-scoring choice inside the band
+    (exact knapsack). With ``config.select_groups`` and data, that choice competes with choices that
+    prefer one operator family (see ``_select``) and with the uniform skip-convolutions that fit the
+    budget (see ``_uniform``; the threshold ones not with ``hard``: their MACs on other footage are
+    measured, not guaranteed), on up to ``select_groups`` key-frame groups per clip of the validation
+    split, topped up with groups of the training split to ``6 x select_groups`` groups in all where the
+    validation split holds fewer (``VideoData.selection_clips``), ranked by ``config.select_metric``
+    (``selection_rank``; fidelity by default). Training frames are fair for the candidates: the
+    skip-convolutions are untrained, and the students saw the training frames only as random crops at
+    another size (BENCHMARKS.md, selection frames)."""
+    choice = supernet.argmax()
+    macs = supernet.macs_of(choice)
+    target = budget.delta_macs
+    in_band = abs(macs / target - 1) <= config.tolerance and not (config.hard and macs > target)
+    if not in_band:
+        choice = fit_to_budget(choice, supernet.log_probabilities(), supernet.macs, supernet.linear_macs, target,
+                               config.tolerance)
+    derived = Derived(supernet.arch(choice, teacher_name), supernet.macs_of(choice), choice, "logits")
+    if data is None or config.select_groups <= 0:
+        return derived
+    candidates = (candidate_choices(supernet, budget, config.tolerance, choice) if config.prefer_candidates
+                  else {"logits": choice})
+    k, size = config.data.keyframe_interval, config.data.eval_size
+    clips = data.selection_clips(k, config.select_groups, _SELECTION_GROUPS * config.select_groups)
+    metric = config.select_metric
+    best, results = select_on_frames(supernet, candidates, clips, k, config.select_groups, metric)
+    derived = Derived(supernet.arch(candidates[best], teacher_name), supernet.macs_of(candidates[best]),
+                      candidates[best], best)
+    for label, (arch, uniform_macs) in _uniform_candidates(supernet, config, clips, target).items():
+        model = convert(supernet.teacher, arch, input_hw=size)
+        results[label] = evaluate(model, clips, k, progress=False, max_groups=config.select_groups).pooled
+        if selection_rank(results[label], metric) > selection_rank(results[best], metric):
+            best = label
+            derived = Derived(Arch(layers=arch.layers, default=arch.default, teacher=teacher_name), uniform_macs,
+                              None, label)
+    if run is not None:
+        frames = {name: min(len(f), k * config.select_groups) for name, f in clips}
+        scores = {m: {label: getattr(a, m) for label, a in results.items()} for m in SELECT_METRICS}
+        reuse_top1 = results[best].reuse_top1  # the same frames for every candidate
+        run.write_json(run.path / "selection.json", {"chosen": best, "metric": metric, **scores,
+                                                     "reuse_top1": reuse_top1, "frames": frames})
+        run.log(f"selection on {sum(frames.values())} frames ({len(frames)} clips) by {metric}: {best} "
+                f"({metric} {scores[metric][best]:.3f}; logits {scores[metric]['logits']:.3f}; "
+                f"key-frame reuse has top-1 {reuse_top1:.3f} there)")
+    return derived
+
+
+# (label, gate, profile) of the calibrated threshold candidates (see uniform_threshold_for_budget): the
+# frame-relative threshold, and the weighted running gate profiled by stride, its depthwise layers passing
+# every change (wc; BENCHMARKS.md, running reference and depthwise layers).
+_THRESHOLD_CANDIDATES = (("threshold", "t", 0.0), ("running-profiled", "wc", 0.25))
+_CALIBRATION_GROUPS = 2  # key-frame groups per selection clip that calibrate a threshold
+# The selection holds at least this many times select_groups key-frame groups, topped up from the training
+# split (BENCHMARKS.md, selection frames).
+_SELECTION_GROUPS = 6
+
+
+def _uniform_candidates(supernet: Supernet, config: SearchConfig, clips: list[tuple[str, torch.Tensor]],
+                        target: float) -> dict[str, tuple[Arch, float]]:
+    """``{label: (arch, delta MACs)}``: the uniform skip-convolutions in the budget band when the space
+    gates the teacher copy: top-p, and without ``hard`` (their MACs on other footage are measured, not
+    guaranteed) the frame-relative threshold and the weighted threshold against a running reference,
+    profiled by layer stride (``_THRESHOLD_CANDIDATES``)."""
+    template = uniform_gated_template([s for m in supernet.mixed.values() for s in m.specs])
+    if template is None:
+        return {}
+    found = {"top-p": uniform_for_budget(template, supernet.layers, supernet.linear_macs, target, config.tolerance)}
+    if config.threshold_candidate and not config.hard:
+        groups = calibration_groups(clips, config.data.keyframe_interval,
+                                    min(config.select_groups, _CALIBRATION_GROUPS))
+        for kind, gate, profile in _THRESHOLD_CANDIDATES:
+            found[kind] = uniform_threshold_for_budget(supernet.teacher, supernet.layers, supernet.linear_macs,
+                                                       target, config.tolerance, groups, config.data.eval_size,
+                                                       gate, profile)
+    labelled = {}
+    for kind, candidate in found.items():
+        if candidate is not None:
+            arch = candidate[0]
+            spec = arch.default if kind == "top-p" else next(iter(arch.layers.values()))  # e.g. the stem's
+            labelled[f"uniform {kind} {spec}"] = candidate
+    return labelled

@@ -17,7 +17,7 @@ import torch
 
 from ..analysis import Agreement, evaluate
 from ._budget import Budget
-from ._derive import fit_to_budget
+from ._knapsack import fit_to_budget
 from ._supernet import Supernet
 
 __all__ = ["SELECT_METRICS", "candidate_choices", "select_on_frames", "selection_rank"]

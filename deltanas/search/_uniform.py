@@ -1,11 +1,9 @@
 """The budget-matched uniform skip-convolution: one gate fraction for every layer, by bisection.
 
-Measured (BENCHMARKS.md section 2): the teacher copy gated at the same top-p fraction in every layer
-is hard to beat with per-layer choices at equal MACs. A layer's update is wasted at positions where
-the layer before it did not update, so masks that agree across layers beat a per-layer mix of
-fractions. The search therefore also offers, as a candidate for its validation selection, the one
-fraction that lands the whole network in the budget band; a per-layer choice is kept only when it
-beats that on validation frames.
+The search offers, as candidates for its selection, the one fraction (and the calibrated thresholds)
+that land the whole network in the budget band; a per-layer choice is kept only when it beats them on
+the selection frames. A layer's update is wasted where the layer before it did not update, so masks
+that agree across layers beat a per-layer mix of fractions (BENCHMARKS.md, uniform skip-convolutions).
 """
 
 from __future__ import annotations
@@ -111,15 +109,14 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     the MACs it spends on ``groups`` (float (T, 3, H, W) key-frame groups at the search's size) land in
     ``[(1 - tolerance / 4) x target, target]``, or at least in ``[(1 - tolerance) x target, target]``.
 
-    A threshold adapts the fraction to each layer and frame, which measured better than one top-p
-    fraction at equal MACs (BENCHMARKS.md section 2). Its MACs depend on the footage, so the
+    A threshold adapts the fraction to each layer and frame, so its MACs depend on the footage: the
     returned arch writes each layer's measured fraction into its spec (``gated:t1.2:f0.31(full)``):
     its analytic count is what it spent on ``groups``; evaluation measures it again on other frames.
 
     ``profile`` scales each layer's threshold by its input stride to the power ``profile``
     (``T x s^profile``, ``s = sqrt(frame area / input area)``; a fraction p by ``s^-profile``): a
     positive profile updates the early, high-resolution layers more finely, whose errors every later
-    layer carries (measured on static cameras: BENCHMARKS.md section 6e).
+    layer carries (BENCHMARKS.md, running reference).
     Returns ``(arch, analytic delta-frame MACs)`` or None when no threshold lands in the band.
     """
     template, calibrated, (most, least), depthwise = THRESHOLD_GATES[gate]

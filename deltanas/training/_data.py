@@ -38,9 +38,9 @@ class VideoData:
         """The validation clips; where they hold fewer than ``min_groups`` key-frame groups (counting up
         to ``groups_per_clip`` per clip), topped up with groups of the training split: the same number
         per clip, at most ``groups_per_clip``, spread evenly over it (at ``eval_size``, named
-        ``"NAME (train)"``, K frames each). More frames to rank candidates that were not trained on them
-        (a threshold gate, the teacher copy): the few validation frames of short clips rank them by
-        chance (BENCHMARKS.md section 2d); many clips need no more."""
+        ``"NAME (train)"``, K frames each): more frames than short clips' validation splits hold, to rank
+        candidates that were not trained on them (a threshold gate, the teacher copy; BENCHMARKS.md,
+        selection frames)."""
         clips = self.val_clips()
         k = keyframe_interval
         held = sum(min(groups_per_clip, -(-len(frames) // k)) for _, frames in clips)

@@ -128,6 +128,29 @@ def test_run_reports_the_macs_a_threshold_gate_spent(capsys):
     assert speedup < 1.1  # analytic: about 3x
 
 
+def test_run_online_holds_a_target_and_writes_its_accounting(capsys, tmp_path):
+    code, out, _ = _run(capsys, "run", "asl-book", "bikes", "--online", "--target-fidelity", "0.9", "--check",
+                        "--max-frames", "40", "--size", "64x128", "--cost", "macs", "--out", tmp_path / "on",
+                        "--no-progress")
+    assert code == 0
+    assert "80 frames" in out and "at scene cuts" in out and "against the teacher on every frame" in out
+    summary = json.loads((tmp_path / "on" / "summary.json").read_text())
+    assert summary["frames"] == 80 and summary["target"] == {"fidelity": 0.9} and summary["checks"] > 0
+    assert (tmp_path / "on" / "online.png").is_file() and (tmp_path / "on" / "log.txt").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "x"], "only with --online"),
+    (["--online", "--engine", "reference"], "sparse engine"),
+    (["--online", "--target-fidelity", "0.9", "--target-top1", "0.9"], "one target"),
+    (["--online", "--min-interval", "9", "--max-interval", "4"], "min_interval"),
+    (["--online", "--train-steps", "2"], "no trainable students"),
+])
+def test_run_online_misuse_gets_one_clear_line(capsys, argv, message):
+    code, _, err = _run(capsys, "run", "bikes", "--size", "64x128", "--max-frames", "4", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
 def _write_corrupt(path):
     path.write_bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes())
     return path

@@ -121,3 +121,43 @@ def test_unknown_backend_and_runtime_are_refused():
     engine = SparseEngine(_model("full"), backend="torch", keyframes="tensorrt")
     with pytest.raises(ConfigError, match="unknown key-frame runtime"):
         engine.key_frame(torch.rand(1, 3, 32, 48))
+
+
+@pytest.mark.parametrize("backend", ["torch"] + (["native"] if native_available() else []))
+def test_the_gate_scale_multiplies_every_running_threshold(backend):
+    """Scale s on gated:w T runs as gated:w sT, also when it changes in the middle of a group; 0 is exact."""
+    frames = sparse_sequence(7, (32, 48), seed=5)
+
+    def run(arch: str, scales: dict[int, float]):
+        engine = SparseEngine(_model(arch), backend=backend, keyframes="torch")
+        outs = []
+        for i, x in enumerate(frames):
+            if i in scales:
+                engine.set_gate_scale(scales[i])
+            outs.append((engine.key_frame(x[None]) if i == 0 else engine.delta_frame(x[None]))[0])
+        return outs, engine
+
+    def same(a, b, tol=1e-6):
+        return all(relative_error(x, y) < tol for x, y in zip(a, b))
+
+    plain, engine = run("gated:w0.1:run(full)", {})
+    assert engine.scaled_gates((32, 48)) > 0
+    assert same(run("gated:w0.2:run(full)", {0: 0.5})[0], plain)
+    switched, engine = run("gated:w0.1:run(full)", {3: 2.0})  # w0.1 for frames 1-2, then w0.2
+    assert engine.gate_scale == 2.0
+    assert same(switched[:3], plain[:3]) and not same(switched[3:], plain[3:])
+    assert same(switched, run("gated:w0.2:run(full)", {0: 0.5, 3: 1.0})[0])
+    assert same(run("gated:w0.1:run(full)", {0: 0.0})[0], run("full", {})[0], 1e-5)
+    with pytest.raises(ConfigError):
+        engine.set_gate_scale(-1.0)
+
+
+def test_a_dense_frame_is_the_teachers_output_and_leaves_no_reference():
+    model, frames = _model("gated:w0.1:run(full)"), sparse_sequence(3, (32, 48), seed=7)
+    engine = SparseEngine(model, keyframes="torch")
+    dense = engine.dense_frame(frames[1][None])
+    key = engine.key_frame(frames[1][None])
+    assert all(relative_error(a, b) < 1e-6 for a, b in zip(dense, key))
+    engine.dense_frame(frames[2][None])
+    with pytest.raises(RuntimeError, match="before any key frame"):
+        engine.delta_frame(frames[2][None])

@@ -1,7 +1,7 @@
 """The recipe the search defaults to, pinned on the real teacher and real moving footage: at a budget,
 the uniform skip-convolution (exact updates where the input changed most, one fraction everywhere)
 keeps part of every delta frame's change, while a low-rank student of more MACs is no better than
-reusing the key frame (BENCHMARKS.md, issue 6)."""
+reusing the key frame (BENCHMARKS.md, every manual design)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_budget_matched_uniform_gates_beat_a_costlier_low_rank_student(lite0):
 def test_running_reference_beats_the_key_frame_reference_at_the_same_macs(lite0):
     """The search's running-reference candidate (weighted threshold, calibrated to a budget on the
     frames) keeps more of the change than top-p gating against the key frame at the same MACs. (Its
-    threshold is absolute: on other frames it spends what their motion asks, see BENCHMARKS.md 6e.)"""
+    threshold is absolute: on other frames it spends what their motion asks; BENCHMARKS.md, running reference.)"""
     frames = load_clip("bikes", SIZE, max_frames=64).frames
     groups = [frames[i:i + 8].float() / 255 for i in range(0, 64, 8)]
     probe = convert(lite0, "full", input_hw=SIZE)

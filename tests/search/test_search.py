@@ -10,7 +10,7 @@ import torch
 from deltanas._run import RunDir
 from deltanas.errors import ConfigError
 from deltanas.search import SearchConfig, search
-from deltanas.search import _searcher
+from deltanas.search import _train
 
 from ._tiny import TINY_DATA, TinyTeacher, tiny_data
 
@@ -64,7 +64,7 @@ def test_seed_reproduces_the_architecture(tmp_path):
 def test_killed_search_resumes_to_the_same_architecture(tmp_path, monkeypatch):
     straight = _run(tmp_path, "a", _config(prior="none"))
     calls = {"n": 0}
-    real = _searcher._Objective.forward
+    real = _train._Objective.forward
 
     def dying(self, frames):
         calls["n"] += 1
@@ -72,10 +72,10 @@ def test_killed_search_resumes_to_the_same_architecture(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, frames)
 
-    monkeypatch.setattr(_searcher._Objective, "forward", dying)
+    monkeypatch.setattr(_train._Objective, "forward", dying)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "b", _config(prior="none"))
-    monkeypatch.setattr(_searcher._Objective, "forward", real)
+    monkeypatch.setattr(_train._Objective, "forward", real)
     resumed = _run(tmp_path, "b", _config(prior="none"), resume=True)
     assert resumed.arch.layers == straight.arch.layers
     steps = [int(line.split(",")[0]) for line in (tmp_path / "b" / "search_metrics.csv").read_text().splitlines()[1:]]
