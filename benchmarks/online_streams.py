@@ -77,7 +77,7 @@ def _row(name: str, report, target: float) -> dict:
     return {"design": name, "ms": s["ms_per_frame"], "macs": s["macs_per_frame"], "keys": s["key_frames"],
             "frames": s["frames"], "fidelity": s["fidelity"], "top1": s["top1"], "window_fidelity": wins,
             "on_target": _on_target(wins, target), "windows": len(wins),
-            "dense_frames": report.summary()["dense_frames"],
+            "dense_frames": s["dense_frames"],
             "fallbacks": s["fallbacks"], "recovery": _recovery(report.rows, target)}
 
 

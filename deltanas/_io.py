@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from .errors import DeltaNASError
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_csv", "atomic_write_text"]
 
 
 def atomic_write(path: "str | Path", write: Callable[[Path], None]) -> Path:
@@ -35,3 +36,13 @@ def atomic_write(path: "str | Path", write: Callable[[Path], None]) -> Path:
 
 def atomic_write_text(path: "str | Path", text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_csv(path: "str | Path", rows: Sequence[Mapping]) -> Path:
+    """``rows`` as CSV, the first row's keys the header."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return atomic_write(path, write)

@@ -3,7 +3,6 @@ teacher on the same frames: what ``deltanas run`` reports."""
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from .._io import atomic_write
+from .._io import atomic_write_csv
 from ..delta import DeltaModel, KeyframePolicy, stream
 from ..engine import SparseEngine, dense_runtime
 from ._bench import speed_words
@@ -49,12 +48,7 @@ class StreamReport:
         return self.teacher_macs / max(self.macs_per_frame, 1.0)
 
     def write_csv(self, path: "str | Path") -> Path:
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
-                writer.writeheader()
-                writer.writerows(self.rows)
-        return atomic_write(path, write)
+        return atomic_write_csv(path, self.rows)
 
     def summary(self) -> list[str]:
         a = self.agreement

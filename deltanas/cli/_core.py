@@ -313,9 +313,9 @@ def _run_online(args: argparse.Namespace) -> int:
         raise ConfigError("--adaptive is the fixed policy's; --online sets its own key frames")
     args.arch = args.arch or ONLINE_ARCH
     _, model = _teacher_and_model(args, args.size)
-    target = {"target_fidelity": args.target_fidelity, "target_top1": args.target_top1}
-    if target["target_fidelity"] is None and target["target_top1"] is None:
-        target["target_fidelity"] = 0.85
+    target = {"target_fidelity": None, "target_top1": args.target_top1} if args.target_top1 is not None else {}
+    if args.target_fidelity is not None:  # both given: the config refuses them
+        target["target_fidelity"] = args.target_fidelity
     config = OnlineConfig(**target, min_interval=args.min_interval, max_interval=args.max_interval,
                           start_interval=min(max(args.keyframe, args.min_interval), args.max_interval),
                           cut_threshold=args.cut_threshold, cost=args.cost)

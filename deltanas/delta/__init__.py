@@ -10,7 +10,7 @@ from ._layers import LayerInfo, conv_macs, trace_layers
 from ._cost import CostReport, LayerCost, averaged_macs, cost_report
 from ._model import DeltaModel, convert
 from ._ops import OP_TYPES, StudentOp, make_op, op_types, register_op
-from ._runner import KeyframePolicy, StreamFrame, calibrate_keyframes, stream
+from ._runner import KeyframePolicy, StreamFrame, calibrate_keyframes, relative_change, stream
 from ._running import RunningGatedDelta
 from ._skipconv import skipconv_designs
 from ._space import SearchSpace, builtin_search_spaces
@@ -48,6 +48,7 @@ __all__ = [
     "make_op",
     "op_types",
     "register_op",
+    "relative_change",
     "parse_op",
     "skipconv_designs",
     "stream",

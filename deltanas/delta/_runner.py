@@ -10,7 +10,7 @@ import torch
 from ..errors import ConfigError
 from ._model import DeltaModel
 
-__all__ = ["KeyframePolicy", "KeyframeSchedule", "StreamFrame", "calibrate_keyframes", "stream"]
+__all__ = ["KeyframePolicy", "KeyframeSchedule", "StreamFrame", "calibrate_keyframes", "relative_change", "stream"]
 
 _RESERVE = 2  # key frames a stream may run ahead of its key rate
 
@@ -64,7 +64,7 @@ class KeyframeSchedule:
             return False
         if p.key_rate is not None and self.keys + 1 > p.key_rate * (self.frames + 1) + _RESERVE:
             return False  # one more would run over budget: only the forced key frames
-        return bool(_relative_change(frame, self.key) > p.threshold)
+        return bool(relative_change(frame, self.key) > p.threshold)
 
     def is_key(self, frame: torch.Tensor) -> bool:
         key = self.key is None or self.since_key >= self.policy.interval or self._triggered(frame)
@@ -75,7 +75,8 @@ class KeyframeSchedule:
         return key
 
 
-def _relative_change(frame: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+def relative_change(frame: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """``|frame - key|^2 / |key|^2``: how much the input changed, as energy relative to the reference."""
     return (frame - key).pow(2).sum() / key.pow(2).sum().clamp_min(1e-12)
 
 

@@ -99,11 +99,6 @@ class Check:
     def worse_than_reuse(self) -> bool:
         return self.sq_err > self.sq_change * (1 + 1e-6) + 1e-12
 
-    @property
-    def fidelity(self) -> float:
-        """NaN where the teacher's output did not change (then the check passes when the error is nil too)."""
-        return 1.0 - self.sq_err / self.sq_change if self.sq_change > 0 else float("nan")
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -234,7 +229,7 @@ class Controller:
     def _accuracy(self, check: Check) -> Decision:
         c = self.config
         iv, sc = self.interval_knob, self.scale_knob
-        if check.worse_than_reuse and check.sq_err > 1e-12:
+        if check.worse_than_reuse:
             shrink = [(sc, 0), (iv, iv.level - 1)] if self.scalable else [(iv, 0)]
             for knob, level in shrink:
                 knob.failed(knob.level, c.max_hold)
@@ -242,10 +237,11 @@ class Controller:
             self.streak, self.recent, self.grown = 0, [], None
             return self._decision("fallback", f"error {check.sq_err:.4g} above key-frame reuse's "
                                               f"{check.sq_change:.4g}")
-        if not self._passes(self.recent, 0.0) or not self._passes([check], -self.CLEAR_MISS):
+        clear_miss = not self._passes([check], -self.CLEAR_MISS)
+        if clear_miss or not self._passes(self.recent, 0.0):
             if self.grown is not None:  # the growth since the last pass did it: undo that alone
                 knobs = [self.grown]
-            elif not self._passes([check], -self.CLEAR_MISS):  # the scene changed: back off on both
+            elif clear_miss:  # the scene changed: back off on both
                 knobs = [iv, sc]
             else:  # a small miss: finer gates first, they lower the error at any interval
                 knobs = [sc] if self.scalable and sc.level > 0 else [iv]

@@ -3,7 +3,6 @@ training, and the accounting of every frame."""
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field
@@ -12,8 +11,8 @@ from typing import Iterable
 
 import torch
 
-from .._io import atomic_write, atomic_write_text
-from ..delta import DeltaModel
+from .._io import atomic_write_csv, atomic_write_text
+from ..delta import DeltaModel, relative_change
 from ..engine import SparseEngine
 from ..errors import ConfigError
 from ._controller import Check, Controller, OnlineConfig
@@ -114,13 +113,8 @@ class OnlineReport:
                                    folder / "online")
 
     def write_csv(self, path: "str | Path") -> Path:
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
-                writer.writeheader()
-                writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
-                                 for r in self.rows)
-        return atomic_write(path, write)
+        return atomic_write_csv(path, [{k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}
+                                       for r in self.rows])
 
 
 def window_fidelity(rows: list[dict], size: int = 64) -> list[float]:
@@ -137,10 +131,6 @@ def window_fidelity(rows: list[dict], size: int = 64) -> list[float]:
         else:
             out.append(1.0 if all(int(r["key"]) for r in part) else float("nan"))
     return out
-
-
-def _relative_change(x: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((x - ref).pow(2).sum() / ref.pow(2).sum().clamp_min(1e-12))
 
 
 def _sq(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -213,7 +203,7 @@ class _OnlineRun:
 
     def frame(self, index: int, x: torch.Tensor) -> None:
         c, controller = self.config, self.controller
-        cut = self.prev is not None and _relative_change(x, self.prev) > c.cut_threshold
+        cut = self.prev is not None and float(relative_change(x, self.prev)) > c.cut_threshold
         row = {"frame": index, "key": 0, "dense": 0, "cut": int(cut), "check_err": "", "check_change": "",
                "interval": controller.interval, "gate_scale": controller.scale, "event": "", "macs": 0.0,
                "ms": 0.0, "train_steps": 0}
@@ -221,7 +211,7 @@ class _OnlineRun:
         if controller.dense:
             self._dense(row, x, cut)
         elif self.key_x is None or cut or self.since_key >= controller.interval:
-            self._key(row, x, index, cut)
+            self._key(row, x, cut)
         else:
             self.outputs = self.engine.delta_frame(x)
             row["macs"] = self.engine.last_frame_macs()
@@ -240,9 +230,9 @@ class _OnlineRun:
         self.logits = self.teacher.logits_from_features(self.outputs[0])
         row.update(key=1, dense=1, macs=self.report.teacher_macs)
         self.key_x = None  # no state for delta frames: the next group starts with a key frame
-        self._apply(row, self.controller.dense_frame(cut), len(self.report.rows))
+        self._apply(row, self.controller.dense_frame(cut))
 
-    def _key(self, row: dict, x: torch.Tensor, index: int, cut: bool) -> None:
+    def _key(self, row: dict, x: torch.Tensor, cut: bool) -> None:
         engine, c = self.engine, self.config
         check_logits = check_macs = None
         if self.key_x is not None and not cut and self.checks:
@@ -266,16 +256,16 @@ class _OnlineRun:
         if self.trainer is not None and check_logits is not None:
             steps, train_macs = self.trainer.step(self.key_x, x)
             row.update(train_steps=steps, macs=row["macs"] + train_macs)
-        self._apply(row, decision, index)
+        self._apply(row, decision)
         self.key_x, self.key_logits, self.since_key, self.group_cost = x, logits, 0, []
 
-    def _apply(self, row: dict, decision, index: int) -> None:
+    def _apply(self, row: dict, decision) -> None:
         if decision is None:
             return
         row["event"] = decision.event
         self.engine.set_gate_scale(decision.scale)
         if decision.event != "hold":
-            self.report.log.append(f"frame {index}: {decision.event} -> interval {decision.interval}, gate scale "
+            self.report.log.append(f"frame {row['frame']}: {decision.event} -> interval {decision.interval}, gate scale "
                                    f"{decision.scale:g}" + (f" ({decision.reason})" if decision.reason else ""))
 
     def evaluate(self, index: int, x: torch.Tensor, given: torch.Tensor | None) -> None:

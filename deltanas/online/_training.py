@@ -31,11 +31,13 @@ class OnlineTrainer:
         self.loss = DistillLoss(model, LossWeights(anchor=0.01, gate=0.0))
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.0)
         self.last_loss: float | None = None
+        self._teacher_macs: dict[tuple[int, int], float] = {}  # per input size (costing traces the network)
 
     def step(self, x_key: torch.Tensor, x_now: torch.Tensor) -> tuple[int, float]:
         group = torch.cat([x_key, x_now])[None]
-        hw = tuple(x_now.shape[-2:])
-        teacher_macs = float(self.model.cost(hw).teacher_macs)
+        hw = (int(x_now.shape[-2]), int(x_now.shape[-1]))
+        if hw not in self._teacher_macs:
+            self._teacher_macs[hw] = float(self.model.cost(hw).teacher_macs)
         self.model.train()
         try:
             with torch.enable_grad():
@@ -50,4 +52,4 @@ class OnlineTrainer:
         finally:
             self.model.eval()
             self.model.clear_cache()
-        return self.steps, self.steps * (2 + 3 * 2) * teacher_macs
+        return self.steps, self.steps * (2 + 3 * 2) * self._teacher_macs[hw]
