@@ -116,3 +116,8 @@ $PY benchmarks/engine_speed.py --videos bundled --keyframes 8 16 --out benchmark
 if [ -d ../shared/video ]; then
     $PY benchmarks/online_streams.py --targets 0.85 0.7 --out benchmarks/results/online_streams.md
 fi
+# 11. latency budgets (deltanas profile, search --target-ms): profile this machine at 2 threads on the static clips,
+#     search at three targets in ms per frame (shares of the profiled key frame), time each derived model on
+#     the held-out frames against the latency model's prediction
+$PY benchmarks/latency_budget.py --threads 2 --targets 0.3x 0.4x 0.5x --quick --runs-dir runs/bench-latency \
+    --out benchmarks/results/latency_budget.json

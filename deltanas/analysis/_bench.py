@@ -9,7 +9,6 @@ threads do not slow the next; the figures are medians over the repeats.
 
 from __future__ import annotations
 
-import platform
 import resource
 import statistics
 import time
@@ -19,10 +18,10 @@ from typing import Callable, Sequence
 import torch
 
 from ..delta import DeltaModel
-from ..engine import SparseEngine, available_key_runtimes, dense_runtime
+from ..engine import SparseEngine, available_key_runtimes, dense_runtime, machine_name
 from ._metrics import AgreementMeter
 
-__all__ = ["BenchResult", "bench", "speed_summary"]
+__all__ = ["BenchResult", "bench", "machine_name", "speed_summary"]
 
 
 @dataclass(frozen=True)
@@ -151,18 +150,6 @@ def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", ke
 def speed_words(ratio: float) -> str:
     """A time ratio (dense / engine) in words: ``1.52x faster`` or, below 1, ``1.14x slower``."""
     return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
-
-
-def machine_name() -> str:
-    """The architecture and, where Linux says it, the CPU's model name (``platform.processor()`` is empty
-    there)."""
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{platform.machine()} {model or ''}".strip()
 
 
 def _settle() -> None:

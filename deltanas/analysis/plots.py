@@ -54,6 +54,26 @@ def plot_arch_choice(rows: Sequence[dict], stem: Path) -> list[Path]:
     return save_figure(fig, Path(stem))
 
 
+def plot_learned_gates(rows: Sequence[dict], labels: Sequence[str], stem: Path) -> list[Path]:
+    """Per gated layer (rows of ``deltanas.search.gate_table``), each labelled design's threshold (log scale;
+    depthwise layers that pass every change have none) and the fraction of output positions it computed."""
+    names = [r["layer"] for r in rows]
+    x = range(len(rows))
+    fig, (thr, frac) = plt.subplots(2, 1, figsize=(max(8, 0.25 * len(rows)), 7), sharex=True)
+    for label, colour in zip(labels, ("#7f7f7f", "#d62728", "#1f77b4", "#2ca02c")):
+        points = [(i, r[f"{label} threshold"]) for i, r in zip(x, rows) if r[f"{label} threshold"]]
+        thr.plot([i for i, _ in points], [v for _, v in points], "o-", ms=3, color=colour, label=label)
+        frac.plot(list(x), [r[f"{label} fraction"] for r in rows], "o-", ms=3, color=colour, label=label)
+    thr.set_yscale("log")
+    thr.set_ylabel("threshold (x key-frame norm)")
+    thr.set_title("gate threshold per layer")
+    thr.legend(fontsize=7)
+    frac.set_ylabel("active fraction")
+    frac.set_title("output positions computed per delta frame (calibration frames)")
+    frac.set_xticks(list(x), names, rotation=90, fontsize=6)
+    return save_figure(fig, Path(stem))
+
+
 def plot_online(rows: Sequence[dict], target: float | None, stem: Path, window: int = 16) -> list[Path]:
     """An online stream over time: MMACs and ms per frame (averaged over ``window`` frames), the key-frame
     interval and gate scale in force, key frames and cuts; the checks' fidelity (and, where the rows have

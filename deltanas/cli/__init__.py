@@ -11,11 +11,11 @@ import sys
 from typing import Sequence
 
 from ..errors import DeltaNASError
-from . import _bench, _core, _search, _sweep
+from . import _bench, _condense, _core, _profile, _search, _sweep
 
 __all__ = ["main", "build_parser"]
 
-_VERB_MODULES = (_core, _search, _sweep, _bench)
+_VERB_MODULES = (_core, _search, _sweep, _bench, _profile, _condense)
 
 
 def build_parser() -> argparse.ArgumentParser:

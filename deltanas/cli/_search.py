@@ -17,6 +17,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     budget = p.add_argument_group("budget")
     budget.add_argument("--target", help="MACs per delta frame: 0.2x of the teacher's, or absolute (150M)")
     budget.add_argument("--target-frame", help="MACs averaged per frame at --keyframe: 0.35x or 300M")
+    budget.add_argument("--target-ms", type=float,
+                        help="ms per frame averaged at --keyframe on this machine, predicted by --latency "
+                             "(the gates are searched for it; no supernet)")
+    budget.add_argument("--latency", metavar="FILE", help="the latency model deltanas profile wrote")
     budget.add_argument("--hard", action="store_true", help="never derive an architecture above the target")
     budget.add_argument("--penalty", default="lagrangian", choices=["lagrangian", "linear", "log", "absolute"])
     budget.add_argument("--penalty-weight", type=float, default=None,
@@ -34,6 +38,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--select-metric", default="fidelity", choices=["fidelity", "top1", "dense", "miou"],
                    help="what the final choice among the candidates ranks by on the selection frames (fidelity: "
                         "the logits' error, continuous; top1/dense/miou: agreement, ties broken by fidelity)")
+    s.add_argument("--gate-steps", type=int, default=60,
+                   help="steps learning a threshold per layer from the calibrated stride profile (0: not learned)")
+    s.add_argument("--gate-lr", type=float, default=0.05)
+    s.add_argument("--no-supernet", action="store_true",
+                   help="search the gates only: skip the supernet of operators")
     s.add_argument("--quick", action="store_true", help="a usable result in about five minutes on 2 cores")
     s.add_argument("--no-speed", action="store_true",
                    help="skip the last step: timing the result on the sparse engine against the fastest dense runtime")
@@ -46,9 +55,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .._run import RunDir
+    from ..errors import ConfigError
     from ..search import SearchConfig, init_distributed, quick, search
 
-    if args.target is None and args.target_frame is None:
+    if args.target_ms is not None and (args.target or args.target_frame):
+        raise ConfigError("name one budget: --target, --target-frame or --target-ms")
+    if args.target is None and args.target_frame is None and args.target_ms is None:
         args.target = "0.2x"
     weight = args.penalty_weight if args.penalty_weight is not None else (0.0 if args.penalty == "lagrangian" else 2.0)
     config = SearchConfig(teacher=args.teacher, space=args.space, data=data_config(args), target=args.target,
@@ -57,10 +69,15 @@ def cmd_search(args: argparse.Namespace) -> int:
                           steps=args.steps, warmup_steps=min(args.warmup_steps, args.steps),
                           finetune_steps=args.finetune_steps, weight_lr=args.lr, arch_lr=args.arch_lr,
                           prior=args.prior, seed=args.seed, threads=args.threads, adaptive_eval=args.adaptive_eval,
-                          select_metric=args.select_metric, speed_report=not args.no_speed)
+                          select_metric=args.select_metric, speed_report=not args.no_speed,
+                          supernet=not args.no_supernet and args.target_ms is None,
+                          learn_gates=args.gate_steps > 0, gate_steps=max(1, args.gate_steps), gate_lr=args.gate_lr,
+                          cost="latency" if args.target_ms is not None else "macs", latency=args.latency,
+                          target_ms=args.target_ms)
     if args.quick:
         config = quick(config)
-    name = args.name or f"search-{(args.target or args.target_frame).replace('.', 'p')}"
+    asked = args.target or args.target_frame or f"{args.target_ms:g}ms"
+    name = args.name or f"search-{asked.replace('.', 'p')}"
     ctx = init_distributed()  # under torchrun: rank 0 owns the run folder
     run = RunDir.create(name, args.runs_dir, resume=args.resume) if ctx.is_main else RunDir(Path(args.runs_dir) / name)
     ctx.barrier()

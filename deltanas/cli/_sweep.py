@@ -28,14 +28,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(run=cmd_baselines)
 
     p = verbs.add_parser("sweep", help="Optuna multi-objective study (agreement up, MACs down) over per-layer "
-                                       "operators or the search's hyper-parameters")
-    p.add_argument("--mode", default="arch", choices=["arch", "search-hparams"],
+                                       "operators, the search's hyper-parameters or per-stage gate thresholds")
+    p.add_argument("--mode", default="arch", choices=["arch", "search-hparams", "gates"],
                    help="arch: per-layer operators, each trial trained briefly; search-hparams: each trial a "
-                        "short `deltanas search` with sampled target, penalty, weight, tau schedule")
+                        "short `deltanas search` with sampled target, penalty, weight, tau schedule; gates: one "
+                        "threshold per stage of the weighted running gate, untrained, the budget --target a "
+                        "constraint, the calibrated profile the first trial")
     add_teacher_options(p, weights=False)  # workers rebuild a registered teacher by name
     p.add_argument("--space", default="default", help="search space name or YAML path")
-    p.add_argument("--metric", default="top1", choices=["top1", "dense", "miou", "fidelity"],
-                   help="agreement to maximise, on the validation split (default top1)")
+    p.add_argument("--metric", choices=["top1", "dense", "miou", "fidelity"],
+                   help="agreement to maximise, on the validation split (default top1; gates: fidelity)")
     p.add_argument("--granularity", default="layer", choices=["layer", "block"],
                    help="block: one choice per block for its layers with the same candidates (fewer parameters)")
     p.add_argument("--max-macs", metavar="MACS",
@@ -51,6 +53,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
     h.add_argument("--penalties", nargs="+", default=["lagrangian", "linear", "log", "absolute"])
     h.add_argument("--search-steps", type=int, default=40)
     h.add_argument("--prior", default="sensitivity", choices=["sensitivity", "none"])
+    g = p.add_argument_group("gates mode")
+    g.add_argument("--target", metavar="MACS",
+                   help="the budget: MACs per frame averaged at K (0.3x of the teacher, or 250M); trials above it "
+                        "are infeasible")
+    g.add_argument("--max-groups", type=int, metavar="N",
+                   help="key-frame groups per validation clip that calibrate and score a trial (default: all)")
+    g.add_argument("--over-budget-weight", type=float, default=10.0, metavar="W",
+                   help="--sampler cmaes: score = metric - W x (MACs / target - 1) above the budget (default 10)")
     s = p.add_argument_group("study")
     s.add_argument("--trials", type=int, default=20,
                    help="finished trials the study should hold; running again adds only the missing (default 20)")
@@ -58,7 +68,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--storage", help="an Optuna storage URL (sqlite:///x.db, postgresql://user:pw@host/db) or a "
                                      "*.journal file (default: runs/NAME/study.journal)")
     s.add_argument("--study", help="study name (default: the run name)")
-    s.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "random"])
+    s.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "random", "cmaes"],
+                   help="tpe (default), nsga2, random; cmaes (gates mode, single objective: needs "
+                        "pip install 'deltanas[cmaes]')")
     s.add_argument("--stale-after", type=float, metavar="SECONDS",
                    help="also fail and retry trials RUNNING longer than this (e.g. of a dead machine)")
     add_data_options(p)
@@ -113,18 +125,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          metric=args.metric, granularity=args.granularity, steps=args.steps,
                          batch_groups=args.batch_groups, lr=args.lr, max_macs=args.max_macs,
                          targets=tuple(args.targets), penalties=tuple(args.penalties), search_steps=args.search_steps,
-                         prior=args.prior, seed=args.seed)
-    name = args.name or ("sweep" if args.mode == "arch" else "sweep-hparams")
+                         prior=args.prior, target=args.target, max_groups=args.max_groups,
+                         over_budget_weight=args.over_budget_weight, seed=args.seed)
+    name = args.name or {"arch": "sweep", "search-hparams": "sweep-hparams", "gates": "sweep-gates"}[args.mode]
     result = run_sweep(config, name, trials=args.trials, workers=args.workers, storage=args.storage,
                        study_name=args.study, runs_dir=args.runs_dir, sampler=args.sampler, threads=args.threads,
                        stale_after=args.stale_after, progress=not args.no_progress)
+    if config.mode == "gates":
+        return _print_gates(result, config)
     best = sorted(result.study.best_trials, key=lambda t: t.values[1]) if result.completed else []
     print(f"study {result.study.study_name!r}: {len(result.completed)} complete trials ({result.new_trials} new"
           + (f", {len(result.recovered)} left running by a dead process retried" if result.recovered else "")
-          + f"); Pareto-optimal on validation {args.metric}:")
+          + f"); Pareto-optimal on validation {config.metric}:")
     for t in best:
-        print(f"  trial {t.number:4d}: {args.metric} {t.values[0]:.3f} at {t.values[1] / 1e6:.1f} MMACs/frame")
+        print(f"  trial {t.number:4d}: {config.metric} {t.values[0]:.3f} at {t.values[1] / 1e6:.1f} MMACs/frame")
     print(f"run folder: {result.run.path} (sweep.json, trials/, trials.csv)")
+    return 0
+
+
+def _print_gates(result, config) -> int:
+    b = result.best
+    print(f"study {result.study.study_name!r}: {len(result.completed)} complete trials ({result.new_trials} new)")
+    if b is None:
+        print(f"no trial within the budget {config.target}")
+    else:
+        stages = " ".join(f"{s}={t:.3g}" for s, t in b["thresholds"].items())
+        print(f"best within {b['target_macs_per_frame'] / 1e6:.1f} MMACs/frame: trial {b['trial']}"
+              f"{' (the calibrated profile)' if b['calibrated'] else ''}, validation {config.metric} "
+              f"{b['val'][config.metric]:.4f} at {b['macs_per_frame'] / 1e6:.1f} MMACs/frame; test fidelity "
+              f"{b['test']['fidelity']:.4f}, top-1 {b['test']['top1']:.3f}; thresholds {stages}")
+    print(f"run folder: {result.run.path} (sweep.json, trials.csv, arch.json, best.json)")
     return 0
 
 

@@ -11,8 +11,8 @@ from ._cost import CostReport, LayerCost, averaged_macs, cost_report
 from ._model import DeltaModel, convert
 from ._ops import OP_TYPES, StudentOp, make_op, op_types, register_op
 from ._runner import KeyframePolicy, StreamFrame, calibrate_keyframes, relative_change, stream
-from ._running import RunningGatedDelta
-from ._skipconv import skipconv_designs
+from ._running import RelaxedThreshold, RunningGatedDelta
+from ._skipconv import Gated, skipconv_designs
 from ._space import SearchSpace, builtin_search_spaces
 from ._spec import OpSpec, parse_op
 from ._students import FullDelta, ZeroDelta
@@ -25,6 +25,7 @@ __all__ = [
     "DeltaModel",
     "FullDelta",
     "Gate",
+    "Gated",
     "GatedDelta",
     "KeyframePolicy",
     "calibrate_keyframes",
@@ -33,6 +34,7 @@ __all__ = [
     "LearnedGate",
     "OP_TYPES",
     "OpSpec",
+    "RelaxedThreshold",
     "RunningGatedDelta",
     "SearchSpace",
     "StreamFrame",

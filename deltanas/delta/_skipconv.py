@@ -156,12 +156,17 @@ class Gated(StudentOp):
                     return reason
         return None
 
-    def macs(self, layer: LayerInfo) -> int:
+    def unit_cost(self, layer: LayerInfo) -> tuple[int, int]:
+        """``(fixed, per active unit)``: the MACs on ``layer`` are ``fixed + per_unit x active units`` (the gate
+        and every unit's ``rest``, and what ``inner`` costs beyond ``rest`` on one unit)."""
         units, unit = self.units(layer), self.unit_layer(layer)
-        active = active_units(self.fraction_for(layer), units)
         rest = self.rest.macs(unit) if self.rest is not None else 0
         gate = (RUNNING_GATES if self.running else _GATES)[self.kind]
-        return gate.macs(layer) + active * self.inner.macs(unit) + (units - active) * rest
+        return gate.macs(layer) + units * rest, self.inner.macs(unit) - rest
+
+    def macs(self, layer: LayerInfo) -> int:
+        fixed, per_unit = self.unit_cost(layer)
+        return fixed + active_units(self.fraction_for(layer), self.units(layer)) * per_unit
 
     def build(self, layer: LayerInfo, conv: nn.Conv2d) -> nn.Module:
         (h, w), (ph, pw) = layer.in_hw, layer.padding

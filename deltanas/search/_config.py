@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .._config import JsonConfig
 from ..errors import ConfigError
 from ..training import DataConfig, TrainConfig
+from ._learned_gates import GateSchedule
 from ._penalty import PENALTIES
 from ._select import SELECT_METRICS
 
@@ -47,6 +48,17 @@ class SearchConfig(JsonConfig):
     threshold_candidate: bool = True  # and (without hard) the threshold gates calibrated to the budget
     adaptive_eval: bool = False  # also report held-out agreement with adaptive key frames at the key budget of K
     speed_report: bool = False  # time the result on the sparse engine against the fastest dense runtime
+    supernet: bool = True  # train the supernet of operators; without it only the skip-convolutions compete
+    learn_gates: bool = True  # and (with threshold_candidate) the profile's thresholds learned per layer
+    gate_steps: int = 60
+    gate_lr: float = 0.05
+    gate_tau_start: float = 1.0  # the relaxation's temperature, in log threshold units
+    gate_tau_end: float = 0.05
+    # the threshold candidates' budget: "macs" (the target), or "latency": target_ms per frame averaged at K,
+    # predicted by the latency model of `deltanas profile` (the file at `latency`); the supernet is then skipped
+    cost: str = "macs"
+    latency: str | None = None
+    target_ms: float | None = None
     output_weight: float = 1.0
     kl_weight: float = 0.5
     layer_weight: float = 0.3
@@ -71,12 +83,25 @@ class SearchConfig(JsonConfig):
             raise ConfigError("need 0 < tau_end <= tau_start")
         if self.steps < 1 or self.finetune_steps < 0:
             raise ConfigError("steps must be >= 1 and finetune_steps >= 0")
+        if self.cost not in ("macs", "latency"):
+            raise ConfigError("cost must be 'macs' or 'latency'")
+        if self.cost == "latency" and (self.latency is None or self.target_ms is None):
+            raise ConfigError("a latency budget needs --latency FILE (from deltanas profile) and --target-ms")
+        if self.target_ms is not None and not self.target_ms > 0:
+            raise ConfigError("--target-ms must be positive")
+        if self.gate_steps < 1 or not 0 < self.gate_tau_end <= self.gate_tau_start:
+            raise ConfigError("need gate_steps >= 1 and 0 < gate_tau_end <= gate_tau_start")
 
     def tau(self, step: int) -> float:
         """Exponential annealing from tau_start to tau_end after the warm-up."""
         span = max(1, self.steps - self.warmup_steps)
         progress = min(1.0, max(0, step - self.warmup_steps) / span)
         return self.tau_start * (self.tau_end / self.tau_start) ** progress
+
+    def gate_schedule(self) -> GateSchedule:
+        return GateSchedule(steps=self.gate_steps, lr=self.gate_lr, batch_groups=self.batch_groups,
+                            tau_start=self.gate_tau_start, tau_end=self.gate_tau_end,
+                            checkpoint_every=self.checkpoint_every, seed=self.seed)
 
     def finetune_config(self, arch_path: str) -> TrainConfig:
         return TrainConfig(teacher=self.teacher, arch=arch_path, data=self.data, steps=max(1, self.finetune_steps),
@@ -91,4 +116,4 @@ def quick(config: SearchConfig) -> SearchConfig:
     data = config.data.replace(max_frames=120, crop=(128, 224), frame_size=(192, 320))
     return config.replace(data=data, steps=16, warmup_steps=4, finetune_steps=12, prior_groups=1,
                           select_groups=1, prefer_candidates=False, threshold_candidate=True, checkpoint_every=8,
-                          log_every=4)
+                          log_every=4, gate_steps=min(config.gate_steps, 12))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -16,6 +16,7 @@ from ..training import VideoData, load_video_data, train
 from ._budget import Budget
 from ._config import SearchConfig
 from ._derive import derive
+from ._learned_gates import latency_budget
 from ._distributed import init_distributed
 from ._report import speed_report, write_outputs
 from ._supernet import build_supernet
@@ -52,18 +53,29 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
     supernet = build_supernet(teacher, space, config.data.eval_size)
     teacher_macs = float(sum(m[supernet.mixed[n].specs.index("full")] for n, m in supernet.macs.items())
                          + supernet.linear_macs)
-    target = config.target if (config.target or config.target_frame) else "0.2x"
-    budget = Budget.parse(target, teacher_macs, config.data.keyframe_interval, config.target_frame)
-    budget.check_reachable(supernet.cheapest_macs())  # refused before any training
-    data = data if data is not None else load_video_data(config.data)
+    k = config.data.keyframe_interval
+    gate_budget = None
+    if config.cost == "latency":
+        gate_budget = latency_budget(config, teacher_macs)
+        budget = None
+    else:
+        target = config.target if (config.target or config.target_frame) else "0.2x"
+        budget = Budget.parse(target, teacher_macs, k, config.target_frame)
+        budget.check_reachable(supernet.cheapest_macs())  # refused before any training
+    data = data if data is not None else load_video_data(config.data, teacher=config.teacher)
     if ctx.is_main:
-        run.log(f"search {config.teacher} space={space.name} budget {budget.describe()} world={ctx.world_size}")
+        asked = budget.describe() if budget is not None else gate_budget.describe()
+        run.log(f"search {config.teacher} space={space.name} budget {asked} world={ctx.world_size}")
 
-    train_supernet(config, run, supernet, budget, data, ctx, resume, progress, seconds)
+    if config.supernet and budget is not None:
+        train_supernet(config, run, supernet, budget, data, ctx, resume, progress, seconds)
     t0 = time.time()
-    derived = derive(supernet, budget, config, data, run if ctx.is_main else None, config.teacher)
-    seconds["select"] = time.time() - t0  # calibrating and scoring the candidates
+    derived = derive(supernet, budget, replace(config, supernet=config.supernet and budget is not None), data,
+                     run if ctx.is_main else None, config.teacher, gate_budget, resume, progress and ctx.is_main)
+    seconds["select"] = time.time() - t0  # calibrating, learning and scoring the candidates
     arch, delta_macs = derived.arch, derived.delta_macs
+    if budget is None:  # a latency budget: the MACs it lands on
+        budget = Budget(delta_macs, teacher_macs, k, f"--target-ms {config.target_ms:g}")
     arch_path = run.path / "derived_arch.json"
     if ctx.is_main:
         arch.save(arch_path)

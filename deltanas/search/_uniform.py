@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -99,8 +99,9 @@ def calibration_groups(clips: Sequence[tuple[str, torch.Tensor]], keyframe_inter
 @torch.no_grad()
 def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo], linear_macs: int, target: float,
                                  tolerance: float, groups: Sequence[torch.Tensor], input_hw: tuple[int, int],
-                                 gate: str = "t", profile: float = 0.0,
-                                 iterations: int = 14) -> tuple[Arch, float] | None:
+                                 gate: str = "t", profile: float = 0.0, iterations: int = 14,
+                                 scales: Mapping[str, float] | None = None,
+                                 cost_of: Callable[[Arch], float] | None = None) -> tuple[Arch, float] | None:
     """A threshold gate everywhere (``gate`` a key of ``THRESHOLD_GATES``: ``t`` the frame-relative one,
     ``gated:tT(full)``; ``a``, ``w``, ``r`` the thresholds against a running reference, ``wc``, ``rc``
     as ``w``, ``r`` with the depthwise layers passing every change; or ``p``, the running top-p fraction,
@@ -116,8 +117,11 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     ``profile`` scales each layer's threshold by its input stride to the power ``profile``
     (``T x s^profile``, ``s = sqrt(frame area / input area)``; a fraction p by ``s^-profile``): a
     positive profile updates the early, high-resolution layers more finely, whose errors every later
-    layer carries (BENCHMARKS.md, running reference).
-    Returns ``(arch, analytic delta-frame MACs)`` or None when no threshold lands in the band.
+    layer carries (BENCHMARKS.md, running reference). ``scales`` (per gated layer) replaces the profile:
+    layer ``l`` gets ``T x scales[l]`` (a learned profile, :func:`~deltanas.search.learn_gates`).
+    ``cost_of`` (an arch with its fractions -> its cost, e.g. predicted ms) replaces the MACs as what must land
+    in the band around ``target``.
+    Returns ``(arch, analytic delta-frame MACs, or its cost_of)`` or None when no threshold lands in the band.
     """
     template, calibrated, (most, least), depthwise = THRESHOLD_GATES[gate]
     fixed = {i.name for i in layers if i.is_depthwise} if depthwise else set()  # they take no value
@@ -131,6 +135,8 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     fraction = template.startswith("gated:p")  # a top-p fraction, not a threshold
     sign = -1 if fraction else 1  # a fraction grows where a threshold shrinks
     scale = {i.name: (area / (i.in_hw[0] * i.in_hw[1])) ** (sign * profile / 2) for i in layers}
+    if scales is not None:
+        scale.update(scales)
 
     def calibrate(t: float) -> tuple[Arch, float]:
         """Thresholds ``t`` (per layer, 3 significant digits) with the fractions they reach on
@@ -147,6 +153,8 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
         arch = Arch(layers={name: str(depthwise).format(f"{max(f, 1e-4):.4g}") if name in fixed else
                             calibrated.format(f"{values[name]:g}", f"{max(f, 1e-4):.4g}")
                             for name, f in spend.fractions().items()}, default="full")
+        if cost_of is not None:
+            return arch, float(cost_of(arch))
         ops = arch.resolve(layers)
         return arch, float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
 

@@ -131,7 +131,7 @@ def run_baselines(config: BaselinesConfig, name: str, runs_dir: str | Path = "ru
     run.log(f"baselines: {len(done)} designs done, {len(todo)} to go: {', '.join(todo) or '-'}")
     if todo:
         teacher = teacher if teacher is not None else create_teacher(config.teacher)
-        data = data if data is not None else load_video_data(config.data)
+        data = data if data is not None else load_video_data(config.data, teacher=config.teacher)
     k = config.data.keyframe_interval
     for design in todo:
         started = time.time()

@@ -3,7 +3,7 @@
 ``arch``: one categorical per layer (or per group of layers) over the candidates the search space
 offers it; MACs are known before training, so a trial above ``max_macs`` is pruned before it trains.
 ``search-hparams``: each trial is a short ``deltanas search`` with sampled target, penalty, weight
-and temperature schedule.
+and temperature schedule. ``gates``: continuous per-stage gate thresholds, see ``_gate_objective``.
 
 A trial stores plain Optuna data only (params, two values, user attrs: MACs, the architecture,
 validation and test metrics, its run folder), so the study opens in optuna-dashboard as it is.
@@ -85,7 +85,7 @@ class _Base:
         self.run = run
         self.teacher = teacher if teacher is not None else create_teacher(config.teacher)
         self.space = SearchSpace.load(config.space)
-        self.data = data if data is not None else load_video_data(config.data)
+        self.data = data if data is not None else load_video_data(config.data, teacher=config.teacher)
         k = config.data.keyframe_interval
         self.k = k
         model = convert(self.teacher, "full", input_hw=config.data.eval_size)
@@ -184,5 +184,9 @@ class SearchHparamsObjective(_Base):
 
 def make_objective(config: SweepConfig, run: RunDir) -> Objective:
     """The default objective factory (what every worker process calls once)."""
+    if config.mode == "gates":
+        from ._gate_objective import GateObjective
+
+        return GateObjective(config, run)
     cls = ArchObjective if config.mode == "arch" else SearchHparamsObjective
     return cls(config, run)

@@ -2,7 +2,8 @@
 
 The run folder ``runs/<name>/`` holds ``sweep.json`` (the study's name, where it is stored, its
 config), the default journal ``study.journal``, one sub-run per trained trial under ``trials/`` and,
-at the end, ``trials.csv``. The study itself is the state: running the same command again continues
+at the end, ``trials.csv`` (mode gates: also ``arch.json`` and ``best.json``, the best trial within the
+budget, see ``GateObjective.finish``). The study itself is the state: running the same command again continues
 it (finished trials are kept, trials of killed processes are failed and queued again), also from
 another machine through a shared database (``--storage postgresql://...``).
 """
@@ -15,7 +16,7 @@ import sys
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -27,9 +28,10 @@ from ._objective import ObjectiveFactory, make_objective
 from ._storage import (JOURNAL_NAME, StorageError, describe_storage, open_storage, recover_stale_trials,
                        worker_identity)
 
-__all__ = ["SweepResult", "run_sweep", "open_sweep_study", "create_sampler", "DIRECTIONS"]
+__all__ = ["SweepResult", "run_sweep", "open_sweep_study", "create_sampler", "study_directions", "DIRECTIONS"]
 
 DIRECTIONS = ("maximize", "minimize")  # (agreement, MACs per frame)
+SINGLE = ("maximize",)  # CMA-ES (mode gates): the agreement less a penalty above the budget
 CONFIG_ATTR = "deltanas_sweep_config"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -40,22 +42,53 @@ class SweepResult:
     run: RunDir
     new_trials: int
     recovered: list[int]
+    best: dict | None = None  # mode gates: the best feasible trial (best.json), None without one
 
     @property
     def completed(self) -> list[FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def create_sampler(name: str, seed: int | None, trials: int) -> optuna.samplers.BaseSampler:
+def _require_cmaes() -> None:
+    try:
+        import cmaes  # noqa: F401  (Optuna's CmaEsSampler imports it lazily)
+    except ImportError:
+        raise ConfigError("--sampler cmaes needs the cmaes package: pip install 'deltanas[cmaes]'") from None
+
+
+def create_sampler(name: str, seed: int | None, trials: int, *, constrained: bool = False
+                   ) -> optuna.samplers.BaseSampler:
     """``tpe`` (multi-objective TPE: good with few trials), ``nsga2`` (a population of about a quarter
-    of the trials, at least 4), ``random``."""
+    of the trials, at least 4), ``random``, ``cmaes`` (single-objective CMA-ES; needs the ``cmaes``
+    extra, else a ``ConfigError``). CMA-ES starts at the middle of each range in its own (log) scale:
+    in mode gates, the calibrated profile.
+
+    ``constrained``: the trials set a constraint (mode gates). Optuna >= 5.0 reads the one a trial sets
+    itself (``Trial.set_constraint``); before it, tpe and nsga2 get ``constraints_func`` reading the user
+    attr ``constraint``."""
+    from ._gate_objective import trial_constraint
+
+    legacy = {"constraints_func": trial_constraint} if constrained and not hasattr(optuna.Trial, "set_constraint") \
+        else {}
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 3)))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, trials // 3)), **legacy)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 4)), **legacy)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(f"unknown sampler {name!r}; choose from tpe, nsga2, random")
+    if name == "cmaes":
+        _require_cmaes()
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise ConfigError(f"unknown sampler {name!r}; choose from tpe, nsga2, random, cmaes")
+
+
+def study_directions(config: SweepConfig, sampler: str) -> tuple[str, ...]:
+    """(agreement up, MACs down); a single maximised score for ``cmaes`` (mode gates only)."""
+    if sampler != "cmaes":
+        return DIRECTIONS
+    if config.mode != "gates":
+        raise ConfigError("--sampler cmaes samples continuous parameters: use it with --mode gates")
+    return SINGLE
 
 
 def _normalised(data: Any) -> Any:
@@ -63,12 +96,14 @@ def _normalised(data: Any) -> Any:
 
 
 def open_sweep_study(config: SweepConfig, run: RunDir, storage: str | None, study_name: str,
-                     sampler: optuna.samplers.BaseSampler | None = None, *, create: bool = True) -> optuna.Study:
-    """Open (or create) the study and check it was made with the same config."""
+                     sampler: optuna.samplers.BaseSampler | None = None, *, create: bool = True,
+                     directions: Sequence[str] = DIRECTIONS) -> optuna.Study:
+    """Open (or create, with ``directions``) the study and check it was made with the same config (and,
+    when ``create``, the same directions)."""
     backend = open_storage(storage, run.path)
     try:
         if create:
-            study = optuna.create_study(storage=backend, study_name=study_name, directions=list(DIRECTIONS),
+            study = optuna.create_study(storage=backend, study_name=study_name, directions=list(directions),
                                         sampler=sampler, load_if_exists=True)
         else:
             study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler)
@@ -82,14 +117,20 @@ def open_sweep_study(config: SweepConfig, run: RunDir, storage: str | None, stud
     except Exception as exc:  # the database went away between opening and reading
         raise StorageError(f"study {study_name!r} on {describe_storage(storage or 'journal')}: "
                            f"{str(exc).splitlines()[0]}") from None
+    if create and [d.name.lower() for d in study.directions] != list(directions):
+        kind = "one score (--sampler cmaes)" if len(study.directions) == 1 else "two objectives (not cmaes)"
+        raise ConfigError(f"study {study_name!r} was made with {kind}: use the same --sampler, or another "
+                          f"--study/--name")
     wanted = _normalised(config.identity())
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
         if create:
             study.set_user_attr(CONFIG_ATTR, wanted)
+            names = ([f"val_{config.metric}", "macs_per_frame"] if len(directions) == 2
+                     else [f"val_{config.metric}_penalised"])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental in some optuna versions
-                study.set_metric_names([f"val_{config.metric}", "macs_per_frame"])
+                study.set_metric_names(names)
     elif stored != wanted:
         diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         raise ConfigError(f"study {study_name!r} was made with other settings ({', '.join(diff)} differ): "
@@ -111,8 +152,11 @@ def _report(worker: int, metric: str, progress: bool):
             return
         macs = trial.user_attrs.get("macs_per_frame")
         cost = f"{macs / 1e6:.1f} MMACs/frame" if isinstance(macs, (int, float)) else ""
+        if max(trial.user_attrs.get("constraint", (0.0,))) > 0:
+            cost += " (over budget)"
         if trial.state == TrialState.COMPLETE:
-            line = f"validation {metric} {trial.values[0]:.3f}, {cost}"
+            value = trial.user_attrs.get(f"val_{metric}", trial.values[0])
+            line = f"validation {metric} {value:.3f}, {cost}"
         else:
             line = f"{trial.state.name.lower()} {cost}".strip()
         print(f"[worker {worker}] trial {trial.number}: {line}", flush=True)
@@ -137,8 +181,9 @@ class _Job:
     progress: bool
 
 
-def _work(job: _Job) -> None:
-    """One worker: open the storage itself, build the objective once, run ``n_trials`` trials."""
+def _work(job: _Job, objective=None) -> None:
+    """One worker: open the storage itself, build the objective once (unless given), run ``n_trials``
+    trials."""
     import torch
 
     from ..errors import TrainingError
@@ -148,9 +193,9 @@ def _work(job: _Job) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from _report
     config = SweepConfig.from_dict(job.config)
     run = RunDir(Path(job.run_path))
-    sampler = create_sampler(job.sampler, job.seed, job.total)
+    sampler = create_sampler(job.sampler, job.seed, job.total, constrained=config.mode == "gates")
     study = open_sweep_study(config, run, job.storage, job.study_name, sampler, create=False)
-    objective = job.factory(config, run)
+    objective = objective if objective is not None else job.factory(config, run)
     me = worker_identity()
 
     def tagged(trial: optuna.Trial):
@@ -207,11 +252,24 @@ def run_sweep(config: SweepConfig, name: str, *, trials: int = 20, workers: int 
     if trials < 1 or workers < 1:
         raise ConfigError("--trials and --workers must be >= 1")
     config.check()
+    directions = study_directions(config, sampler)
+    create_sampler(sampler, None, trials)  # an unknown sampler or a missing package, refused before anything
     study_name = study_name or name
     run = _prepare_run(config, runs_dir, name, storage, study_name)
-    study = open_sweep_study(config, run, storage, study_name)  # refused here: nothing written yet
+    # mode gates: the objective is built here (a budget it cannot reach is refused before anything is
+    # written) and calibrates the study once, before any worker starts
+    prepared = objective(config, run) if config.mode == "gates" else None
+    study = open_sweep_study(config, run, storage, study_name, directions=directions)  # refused here: nothing written yet
     run.path.mkdir(parents=True, exist_ok=True)
     _write_marker(run, config, storage, study_name)
+    calibration = prepared.prepare(study) if hasattr(prepared, "prepare") else None
+    if calibration:
+        stages = " ".join(f"{s}={t:.3g}" for s, t in calibration["stage_t0"].items())
+        run.log(f"calibrated {calibration['gate']} gate, profile {calibration['profile']:g}: T0 = "
+                f"{calibration['T0']:.4g} on {calibration['groups']} validation groups in "
+                f"{calibration['seconds']:.1f}s ({calibration['calibrated_macs_per_frame'] / 1e6:.1f}M MACs/frame, "
+                f"budget {calibration['target_macs_per_frame'] / 1e6:.1f}M); stage thresholds {stages}: trial "
+                f"{len(study.get_trials(deepcopy=False)) - 1} (enqueued)")
     recovered = recover_stale_trials(study, stale_after)
     if recovered:
         run.log(f"trials {recovered} were left running by a process that is gone: failed and queued again")
@@ -224,15 +282,16 @@ def run_sweep(config: SweepConfig, name: str, *, trials: int = 20, workers: int 
     jobs = [_Job(config.to_dict(), str(run.path), storage, study_name, share, i, base_seed + i, sampler, trials,
                  threads, objective, progress) for i, share in enumerate(shares) if share > 0]
     if len(jobs) == 1:
-        _work(jobs[0])
+        _work(jobs[0], prepared)
     elif jobs:
         _spawn(jobs)
     study = open_sweep_study(config, run, storage, study_name, create=False)
     _write_trials_csv(study, run)
-    _write_summary(study, run, config)
+    best = prepared.finish(study, run) if hasattr(prepared, "finish") else None
+    _write_summary(study, run, config, best)
     new = _finished(study) - before
     run.log(f"sweep done: {_finished(study)} finished trials ({new} new)")
-    return SweepResult(study, run, new, recovered)
+    return SweepResult(study, run, new, recovered, best)
 
 
 def _spawn(jobs: list[_Job]) -> None:
@@ -259,12 +318,28 @@ def _spawn(jobs: list[_Job]) -> None:
         raise DeltaNASError(f"{what}; finished trials are kept: run the same command again to continue")
 
 
-def _write_summary(study: optuna.Study, run: RunDir, config: SweepConfig) -> None:
+def _write_summary(study: optuna.Study, run: RunDir, config: SweepConfig, best: dict | None = None) -> None:
+    """``summary.json``; in mode gates with ``best`` (``best.json``) also that trial's MACs and test figures."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     teacher_macs = next((t.user_attrs["teacher_macs"] for t in complete if "teacher_macs" in t.user_attrs), None)
-    run.write_summary(RunSummary("sweep", config.teacher, config.data.keyframe_interval, teacher_macs, extra={
-        "study": study.study_name, "mode": config.mode, "metric": config.metric, "trials": _finished(study),
-        "complete": len(complete)}))
+    extra = {"study": study.study_name, "mode": config.mode, "metric": config.metric, "trials": _finished(study),
+             "complete": len(complete)}
+    if config.mode != "gates":
+        run.write_summary(RunSummary("sweep", config.teacher, config.data.keyframe_interval, teacher_macs,
+                                     extra=extra))
+        return
+    from ._gate_objective import CALIBRATION_ATTR
+
+    calibration = study.user_attrs.get(CALIBRATION_ATTR, {})
+    seconds = calibration.get("seconds", 0.0) + sum(t.user_attrs.get("seconds", 0.0) for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+    extra.update({"target": config.target, "T0": calibration.get("T0"), "compute_seconds": round(seconds, 1),
+                  "best": None if best is None else {k: best[k] for k in ("trial", "thresholds", "val")}})
+    run.write_summary(RunSummary(
+        "sweep", config.teacher, config.data.keyframe_interval, teacher_macs,
+        macs_per_frame=None if best is None else best["macs_per_frame"],
+        test_macs_per_frame=None if best is None else best["test_macs_per_frame"],
+        test=None if best is None else best["test"], extra=extra))
 
 
 def _write_trials_csv(study: optuna.Study, run: RunDir) -> None:

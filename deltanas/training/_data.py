@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..video import GroupSampler, load_clips, split_in_time
+from ..video import GroupSampler, load_clips, resolve_sources, split_in_time
 from ._config import DataConfig
 
 __all__ = ["VideoData", "load_video_data"]
@@ -54,17 +54,31 @@ class VideoData:
         return clips
 
 
-def load_video_data(config: DataConfig, *, need_train: bool = True) -> VideoData:
+def load_video_data(config: DataConfig, *, need_train: bool = True, teacher: str | None = None) -> VideoData:
     """Decode every clip at the training and the evaluation size and cut both the same way in time.
 
     A gap of K frames separates the parts, so no group straddles two of them.
+
+    A condensed set (``condensed:DIR``, from ``deltanas condense``) is not cut in time: each of its groups is a
+    clip of K frames that serves every part (training, validation and so selection, and test: a held-out figure
+    on a condensed set is not held out, judge on real footage; ``train_eval`` is empty, as the group is in
+    ``val`` already). It must have been made at ``eval_size``, for the
+    key-frame interval and, when ``teacher`` (a name) is given, for that teacher, else :class:`ConfigError`;
+    its training frames are at ``eval_size`` too (crops come from them).
     """
     k = config.keyframe_interval
-    eval_clips = load_clips(list(config.videos), config.eval_size, max_frames=config.max_frames)
-    train_clips = (load_clips(list(config.videos), config.frame_size, max_frames=config.max_frames)
-                   if need_train else eval_clips)
+    sources = resolve_sources(list(config.videos))
+    real = [s for s in sources if s.kind != "condensed"]
+    eval_clips = load_clips(real, config.eval_size, max_frames=config.max_frames) if real else []
+    train_clips = (load_clips(real, config.frame_size, max_frames=config.max_frames)
+                   if need_train and real else eval_clips)
     data = VideoData([], [], [], [])
-    for clip, big in zip(eval_clips, train_clips):
+    decoded = iter(zip(eval_clips, train_clips))
+    for source in sources:
+        if source.kind == "condensed":
+            _add_condensed(data, source.path, config, teacher)
+            continue
+        clip, big = next(decoded)
         split = split_in_time(len(clip), config.split, gap=k)
         data.names.append(clip.name)
         data.train.append(big.frames[split.train.start:split.train.stop])
@@ -72,3 +86,15 @@ def load_video_data(config: DataConfig, *, need_train: bool = True) -> VideoData
         data.test.append(clip.frames[split.test.start:split.test.stop])
         data.train_eval.append(clip.frames[split.train.start:split.train.stop])  # views: no copy
     return data
+
+
+def _add_condensed(data: VideoData, folder, config: DataConfig, teacher: str | None) -> None:
+    from ..condense import load_condensed
+
+    condensed = load_condensed(folder).check(teacher=teacher, keyframe_interval=config.keyframe_interval,
+                                             size=config.eval_size)
+    for i, group in enumerate(condensed.frames()):
+        data.names.append(f"{folder.name}:g{i}")
+        for part in (data.train, data.val, data.test):
+            part.append(group)
+        data.train_eval.append(group[:0])  # selection_clips tops up from nothing: the group is in val already

@@ -69,6 +69,9 @@ def decode_clip(
     """Decode ``source``; returns the uint8 frames and the frame rate (``None`` for frame folders)."""
     target = check_size(size, resize)
     check_range(max_frames, start, step)
+    if source.kind == "condensed":
+        raise ConfigError(f"condensed:{source.path}: a condensed set is groups of frames, not one clip; it loads "
+                          f"through deltanas.training.load_video_data (or deltanas.condense.load_condensed)")
     collector = _Collector(target, resize)
     if source.kind == "frames":
         seen = _read_folder(source.path, collector, max_frames, start, step)

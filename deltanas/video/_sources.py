@@ -12,18 +12,23 @@ from deltanas.errors import ConfigError, VideoError
 from deltanas.video._bundled import BUNDLED_FILES, CLIP_GROUPS, STATIC_FILES, bundled_clips, shared_clips, static_clips
 from deltanas.video._files import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_files
 
-__all__ = ["VideoSource", "SourceSpec", "resolve_sources"]
+__all__ = ["VideoSource", "SourceSpec", "resolve_sources", "CONDENSED_PREFIX"]
+
+CONDENSED_PREFIX = "condensed:"
+CONDENSED_META = "condensed.json"  # deltanas.condense writes it last: a folder with it holds a whole set
 
 SourceSpec = Union[str, os.PathLike, "VideoSource"]
 
 
 @dataclass(frozen=True)
 class VideoSource:
-    """One clip: a video file (``kind="file"``) or a folder of image frames (``kind="frames"``)."""
+    """One clip: a video file (``kind="file"``) or a folder of image frames (``kind="frames"``); or a condensed
+    set of key-frame groups (``kind="condensed"``, a folder written by ``deltanas condense``), which
+    :func:`deltanas.training.load_video_data` loads as one clip per group."""
 
     name: str
     path: Path
-    kind: Literal["file", "frames"]
+    kind: Literal["file", "frames", "condensed"]
 
 
 def resolve_sources(spec: SourceSpec | Sequence[SourceSpec]) -> list[VideoSource]:
@@ -34,7 +39,7 @@ def resolve_sources(spec: SourceSpec | Sequence[SourceSpec]) -> list[VideoSource
     ``asl-book``), ``static`` (both), ``shared`` (every clip of :func:`shared_clips`), a video file, a
     folder of image frames (one clip, natural order) or a folder of video files (one clip per file). A
     plain string that is a clip or group name means that clip or group; write ``./bikes`` for a local
-    path of that name.
+    path of that name. ``condensed:DIR`` names a condensed set (``deltanas condense``).
     """
     specs = [spec] if isinstance(spec, (str, os.PathLike, VideoSource)) else list(spec)
     if not specs:
@@ -52,6 +57,8 @@ def _resolve_one(spec: SourceSpec) -> list[VideoSource]:
         raise ConfigError(f"a video source must be a name or a path, got {type(spec).__name__}")
     if isinstance(spec, str):
         word = spec.strip()
+        if word.startswith(CONDENSED_PREFIX):
+            return [_condensed(Path(word[len(CONDENSED_PREFIX):]).expanduser())]
         if word in BUNDLED_FILES or word in STATIC_FILES:
             clips = bundled_clips() if word in BUNDLED_FILES else static_clips()
             return [VideoSource(word, clips[word], "file")]
@@ -66,6 +73,13 @@ def _resolve_one(spec: SourceSpec) -> list[VideoSource]:
                 )
             return [VideoSource(n, p, "file") for n, p in found.items()]
     return _resolve_path(Path(spec).expanduser())
+
+
+def _condensed(path: Path) -> VideoSource:
+    if not (path / CONDENSED_META).is_file():
+        raise ConfigError(f"condensed:{path}: not a condensed set (no {CONDENSED_META}); make one with "
+                         f"deltanas condense")
+    return VideoSource(path.resolve().name, path.resolve(), "condensed")
 
 
 def _resolve_path(path: Path) -> list[VideoSource]:

@@ -36,3 +36,13 @@ def cheap_objective(config, run):
         return x, 1e6 * (1 + x)
 
     return objective
+
+
+def tiny_gate_objective(config, run):
+    """The gates objective on the tiny teacher and synthetic clips of the search tests (``config.data`` sizes
+    them: use ``tests.search._tiny.TINY_DATA``)."""
+    from deltanas.sweep import GateObjective
+
+    from tests.search._tiny import TinyTeacher, tiny_data
+
+    return GateObjective(config, run, teacher=TinyTeacher(), data=tiny_data(config.data))
