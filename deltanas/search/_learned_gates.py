@@ -19,8 +19,8 @@ from ..errors import ConfigError, TrainingError
 from ..training import DistillLoss, LossWeights, VideoData
 from ._penalty import LagrangianPenalty
 
-__all__ = ["GateBudget", "GateCost", "GateSchedule", "LearnedGates", "arch_fractions", "gate_table", "latency_budget", "latency_cost", "learn_gates", "macs_cost",
-           "relative_scales", "relax_gates"]
+__all__ = ["GateBudget", "GateCost", "GateSchedule", "LearnedGates", "arch_fractions", "gate_table", "latency_budget",
+           "latency_cost", "learn_gates", "macs_cost", "relative_scales", "relax_gates"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def latency_cost(model) -> GateCost:
                     {n: c * layer.ms_per_position for n, layer in model.layers.items()})
 
 
-def latency_budget(config, teacher_macs: float) -> GateBudget:
+def latency_budget(config) -> GateBudget:
     """``config.target_ms`` (ms per frame averaged at K, the key frame at the latency model's key-frame ms) as a
     :class:`GateBudget` per delta frame, predicted by the model in ``config.latency``; refused where even a delta
     frame of the model's fixed cost alone, or the key frame alone, is over it."""
@@ -111,10 +111,11 @@ def latency_budget(config, teacher_macs: float) -> GateBudget:
     k = config.data.keyframe_interval
     delta_ms = (k * config.target_ms - model.key_ms) / (k - 1)
     cost = latency_cost(model)
-    if delta_ms <= cost.fixed + sum(cost.layer_fixed.values()):
+    floor = cost.fixed + sum(cost.layer_fixed.values())  # a delta frame where nothing changed
+    if delta_ms <= floor:
         raise ConfigError(f"--target-ms {config.target_ms:g} is out of reach at K={k}: the key frame takes "
-                          f"{model.key_ms:.2f} ms and a delta frame at least "
-                          f"{cost.fixed + sum(cost.layer_fixed.values()):.2f} ms on this machine ({config.latency})")
+                          f"{model.key_ms:.2f} ms and a delta frame at least {floor:.2f} ms on this machine "
+                          f"({config.latency})")
     return GateBudget(delta_ms, cost)
 
 
@@ -142,10 +143,9 @@ def _fractions(model: DeltaModel) -> dict[str, torch.Tensor]:
 
 def _relaxed_fractions(model: DeltaModel) -> dict[str, float]:
     """The soft fractions of the relaxed layers and the measured ones of the others, last group."""
-    out = {}
+    out, layers = {}, model.delta_layers()
     for name, fraction in _fractions(model).items():
-        student = model.delta_layers()[name].student
-        soft = getattr(student, "relaxed_fraction", None)
+        soft = getattr(layers[name].student, "relaxed_fraction", None)
         out[name] = float((soft if soft is not None else fraction).detach())
     return out
 

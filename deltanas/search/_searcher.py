@@ -56,7 +56,7 @@ def search(config: SearchConfig, run: RunDir, *, resume: bool = False, data: Vid
     k = config.data.keyframe_interval
     gate_budget = None
     if config.cost == "latency":
-        gate_budget = latency_budget(config, teacher_macs)
+        gate_budget = latency_budget(config)
         budget = None
     else:
         target = config.target if (config.target or config.target_frame) else "0.2x"
