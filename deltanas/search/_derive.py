@@ -19,7 +19,8 @@ from ._knapsack import fit_to_budget
 from ._learned_gates import GateBudget, gate_table, learn_gates, relative_scales
 from ._select import SELECT_METRICS, candidate_choices, select_on_frames, selection_rank
 from ._supernet import Supernet
-from ._uniform import calibration_groups, uniform_for_budget, uniform_gated_template, uniform_threshold_for_budget
+from ._uniform import (arch_delta_macs, calibration_groups, uniform_for_budget, uniform_gated_template,
+                       uniform_threshold_for_budget)
 
 __all__ = ["Derived", "derive"]
 
@@ -84,8 +85,7 @@ def derive(supernet: Supernet, budget: Budget | None, config: SearchConfig, data
         if best is None or selection_rank(results[label], metric) > selection_rank(results[best], metric):
             best = label
             if gate_budget.latency is not None:  # its cost is in ms: count its MACs
-                ops = arch.resolve(supernet.layers)
-                uniform_macs = float(sum(ops[i.name].macs(i) for i in supernet.layers) + supernet.linear_macs)
+                uniform_macs = arch_delta_macs(arch, supernet.layers, supernet.linear_macs)
             derived = Derived(Arch(layers=arch.layers, default=arch.default, teacher=teacher_name), uniform_macs,
                               None, label)
     if derived is None:

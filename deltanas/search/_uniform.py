@@ -19,7 +19,13 @@ from ..analysis import GatedSpend, keyframe_groups
 from ..delta import Arch, LayerInfo, convert
 from ..errors import ArchError
 
-__all__ = ["calibration_groups", "uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
+__all__ = ["arch_delta_macs", "calibration_groups", "uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
+
+def arch_delta_macs(arch: Arch, layers: Sequence[LayerInfo], linear_macs: float) -> float:
+    """The analytic MACs of one delta frame of ``arch`` (its calibrated fractions as written) on ``layers``."""
+    ops = arch.resolve(layers)
+    return float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
+
 
 class CalibratedGate(NamedTuple):
     """A gate that :func:`uniform_threshold_for_budget` calibrates: its spec with the value, and with the
@@ -72,8 +78,7 @@ def uniform_for_budget(template: str, layers: Sequence[LayerInfo], linear_macs: 
 
     def build(steps: int) -> tuple[Arch, float]:
         arch = Arch.uniform(template.format(f"{steps / _GRID:g}"))
-        ops = arch.resolve(layers)
-        return arch, float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
+        return arch, arch_delta_macs(arch, layers, linear_macs)
 
     try:
         if build(1)[1] > target:
@@ -155,8 +160,7 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
                             for name, f in spend.fractions().items()}, default="full")
         if cost_of is not None:
             return arch, float(cost_of(arch))
-        ops = arch.resolve(layers)
-        return arch, float(sum(ops[layer.name].macs(layer) for layer in layers) + linear_macs)
+        return arch, arch_delta_macs(arch, layers, linear_macs)
 
     # MACs fall from the value `most` towards `least`. Keep a bracket (low over the target, high not) in
     # log value and step where the line through its ends meets the target (kept inside the middle 80%, so
