@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from deltanas._run import RunDir
 from deltanas.analysis import evaluate
 from deltanas.analysis._compare import paired_bootstrap
-from deltanas.delta import Arch, SearchSpace, convert
-from deltanas.search import Budget, SearchConfig, build_supernet
-from deltanas.search._derive import derive
+from deltanas.delta import Arch, convert
+from deltanas.search import SearchConfig
 from deltanas.sweep import SweepConfig, run_sweep
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
 
-from _heldout import write_rows
+from _heldout import gates_search, write_rows
 
 MANUAL = ("zero", "subsample(full)", "gated:p0.05(full)", "gated:p0.1(full)", "gated:p0.15(full)",
           "gated:p0.25(full)", "gated:p0.35(full)", "gated:t3(full)", "gated:t2(full)", "gated:t1(full)",
@@ -45,6 +42,7 @@ def main() -> None:
     p.add_argument("--videos", nargs="+", default=["bundled"])
     p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.35])
     p.add_argument("--gate-steps", type=int, default=SearchConfig().gate_steps)
+    p.add_argument("--gate-frames", choices=("crops", "full"), default=SearchConfig().gate_frames)
     p.add_argument("--sweep-factor", type=float, default=5.0, help="the sweep's compute over the search's")
     p.add_argument("--max-trials", type=int, default=200)
     p.add_argument("--phases", type=int, default=1, help="key-frame phases the held-out frames are pooled over")
@@ -56,31 +54,22 @@ def main() -> None:
     data = load_video_data(data_config)
     teacher = create_teacher("efficientnet_lite0")
     k, size = data_config.keyframe_interval, data_config.eval_size
-    supernet = build_supernet(teacher, SearchSpace.load("default"), size)
-    teacher_macs = float(convert(teacher, "full", input_hw=size).cost(size).teacher_macs)
     test = data.test_clips()
     regime = " ".join(args.videos)
     rows = [f"`python benchmarks/learned_gates.py --videos {regime} --targets {' '.join(map(str, args.targets))} "
-            f"--gate-steps {args.gate_steps} --sweep-factor {args.sweep_factor:g} --phases {args.phases}` (K={k}, "
-            f"{size[0]}x{size[1]}); held-out frames pooled over {args.phases} key-frame phase(s); learned minus each "
-            f"design, paired bootstrap over held-out key-frame groups, 95% intervals", ""]
+            f"--gate-steps {args.gate_steps} --gate-frames {args.gate_frames} --sweep-factor {args.sweep_factor:g} "
+            f"--phases {args.phases}` (K={k}, {size[0]}x{size[1]}); held-out frames pooled over {args.phases} "
+            f"key-frame phase(s); learned minus each design, paired bootstrap over held-out key-frame groups, 95% "
+            f"intervals", ""]
     results_json = {}
     for fraction in args.targets:
         tag = f"{fraction:g}x"
-        budget = Budget.parse(tag, teacher_macs, k)
-        config = SearchConfig(data=data_config, target=tag, supernet=False, gate_steps=args.gate_steps)
-        run = RunDir.create(f"search-{tag}", args.runs_dir)
-        start = time.perf_counter()
-        derived = derive(supernet, budget, config, data, run, "efficientnet_lite0", progress=True)
-        search_seconds = time.perf_counter() - start
-        selection = json.loads((run.path / "selection.json").read_text())
-        profile_label = next(label for label in selection["archs"] if label.startswith("uniform running-profiled"))
-        designs = {"learned gates": Arch.from_dict(selection["archs"]["learned gates"]),
-                   "stride profile (calibrated)": Arch.from_dict(selection["archs"][profile_label])}
-        compute = {"learned gates": search_seconds, "stride profile (calibrated)": search_seconds}
+        chosen, search_seconds, budget, designs = gates_search(teacher, data, data_config, tag, f"search-{tag}",
+                                                               args.runs_dir, args.gate_steps, args.gate_frames)
+        compute = dict.fromkeys(designs, search_seconds)
 
         # the sweep, until it has spent sweep_factor x the search's compute
-        per_frame = budget.per_frame() / teacher_macs
+        per_frame = budget.per_frame() / budget.teacher_macs
         sweep_config = SweepConfig(mode="gates", data=data_config, target=f"{per_frame:.4f}x")
         trials, sweep = 0, None
         while trials < args.max_trials:
@@ -111,7 +100,7 @@ def main() -> None:
 
         learned = scored["learned gates"][0]
         rows += [f"### {tag} of the teacher per delta frame ({budget.per_frame() / 1e6:.0f}M MACs per frame at K; "
-                 f"chosen by the search: {derived.label})", "",
+                 f"chosen by the search: {chosen})", "",
                  "| design | MMACs/frame (held out) | spend / budget | fidelity | top-1 % | dense % | "
                  "learned - this: fidelity [95%] | top-1 pts [95%] | dense pts [95%] | compute s |",
                  "|---|---|---|---|---|---|---|---|---|---|"]

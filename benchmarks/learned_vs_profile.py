@@ -12,20 +12,16 @@ held-out frames pooled over ``--phases`` key-frame phases.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
-from deltanas._run import RunDir
 from deltanas.analysis import evaluate
 from deltanas.analysis._compare import paired_bootstrap
-from deltanas.delta import Arch, SearchSpace, convert
-from deltanas.search import Budget, SearchConfig, build_supernet
-from deltanas.search._derive import derive
+from deltanas.delta import convert
+from deltanas.search import SearchConfig
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
 
-from _heldout import write_rows
+from _heldout import gates_search, write_rows
 
 
 def main() -> None:
@@ -33,6 +29,8 @@ def main() -> None:
     p.add_argument("--videos", nargs="+", default=["bundled"])
     p.add_argument("--target", default="0.2x", help="MACs per delta frame (as deltanas search --target)")
     p.add_argument("--gate-steps", type=int, default=SearchConfig().gate_steps)
+    p.add_argument("--gate-frames", choices=("crops", "full"), default=SearchConfig().gate_frames,
+                   help="what the thresholds learn on: training crops or whole training frames at the eval size")
     p.add_argument("--phases", type=int, default=1)
     p.add_argument("--runs-dir", default="runs/bench-learned-gates")
     p.add_argument("--out", type=Path)
@@ -41,23 +39,17 @@ def main() -> None:
     data = load_video_data(data_config)
     teacher = create_teacher("efficientnet_lite0")
     k, size = data_config.keyframe_interval, data_config.eval_size
-    supernet = build_supernet(teacher, SearchSpace.load("default"), size)
-    teacher_macs = float(convert(teacher, "full", input_hw=size).cost(size).teacher_macs)
-    budget = Budget.parse(args.target, teacher_macs, k)
-    config = SearchConfig(data=data_config, target=args.target, supernet=False, gate_steps=args.gate_steps)
-    run = RunDir.create(f"learned-{'_'.join(args.videos)}-{args.target}", args.runs_dir)
-    start = time.perf_counter()
-    derived = derive(supernet, budget, config, data, run, "efficientnet_lite0", progress=True)
-    seconds = time.perf_counter() - start
-    selection = json.loads((run.path / "selection.json").read_text())
-    profile = next(label for label in selection["archs"] if label.startswith("uniform running-profiled"))
+    chosen, seconds, budget, designs = gates_search(
+        teacher, data, data_config, args.target, f"learned-{'_'.join(args.videos)}-{args.target}-{args.gate_frames}",
+        args.runs_dir, args.gate_steps, args.gate_frames)
     results = {}
     rows = [f"`python benchmarks/learned_vs_profile.py --videos {' '.join(args.videos)} --target {args.target} "
-            f"--gate-steps {args.gate_steps} --phases {args.phases}`: K={k}, {size[0]}x{size[1]}, selection "
-            f"{seconds:.0f} s in all (calibrations, {args.gate_steps} learning steps, scoring); chosen: {derived.label}",
+            f"--gate-steps {args.gate_steps} --gate-frames {args.gate_frames} --phases {args.phases}`: K={k}, "
+            f"{size[0]}x{size[1]}, selection {seconds:.0f} s in all (calibrations, {args.gate_steps} learning steps, "
+            f"scoring); chosen: {chosen}",
             "", "| design | MMACs/frame (held out) | spend / budget | fidelity | top-1 % | dense % |", "|---|---|---|---|---|---|"]
-    for label in (profile, "learned gates"):
-        model = convert(teacher, Arch.from_dict(selection["archs"][label]), input_hw=size)
+    for label, arch in designs.items():
+        model = convert(teacher, arch, input_hw=size)
         result = evaluate(model, data.test_clips(), k, progress=False, phases=args.phases)
         macs = result.cost(model.cost(size)).per_frame(k)
         results[label] = result
@@ -65,7 +57,8 @@ def main() -> None:
         rows.append(f"| {label} | {macs / 1e6:.0f} | {macs / budget.per_frame():.3f} | {a.fidelity:.3f} | "
                     f"{100 * a.top1:.1f} | {100 * a.dense:.1f} |")
     rows += ["", "learned minus profile (paired bootstrap over held-out key-frame groups):", ""]
-    for d in paired_bootstrap(results[profile], results["learned gates"], metrics=("fidelity", "top1", "dense")):
+    for d in paired_bootstrap(results["stride profile (calibrated)"], results["learned gates"],
+                              metrics=("fidelity", "top1", "dense")):
         rows.append(f"- {d.metric}: {d.difference:+.4f} [{d.low:+.4f}, {d.high:+.4f}] ({d.groups} groups)")
     print("\n".join(rows))
     write_rows(args.out, rows)

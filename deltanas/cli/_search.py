@@ -41,6 +41,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     s.add_argument("--gate-steps", type=int, default=60,
                    help="steps learning a threshold per layer from the calibrated stride profile (0: not learned)")
     s.add_argument("--gate-lr", type=float, default=0.05)
+    s.add_argument("--gate-frames", choices=("crops", "full"), default="crops",
+                   help="learn the thresholds on training crops, or on whole training frames at the eval size")
     s.add_argument("--no-supernet", action="store_true",
                    help="search the gates only: skip the supernet of operators")
     s.add_argument("--quick", action="store_true", help="a usable result in about five minutes on 2 cores")
@@ -72,6 +74,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                           select_metric=args.select_metric, speed_report=not args.no_speed,
                           supernet=not args.no_supernet and args.target_ms is None,
                           learn_gates=args.gate_steps > 0, gate_steps=max(1, args.gate_steps), gate_lr=args.gate_lr,
+                          gate_frames=args.gate_frames,
                           cost="latency" if args.target_ms is not None else "macs", latency=args.latency,
                           target_ms=args.target_ms)
     if args.quick:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -42,6 +43,10 @@ class LayerInfo:
     @property
     def teacher_macs(self) -> int:
         return conv_macs(self.in_channels, self.out_channels, self.kernel, self.groups, self.out_hw)
+
+    def input_stride(self, frame_hw: tuple[int, int]) -> float:
+        """``sqrt(frame area / input area)``: 1 for a layer that sees the frame, 2 after one stride-2 layer ..."""
+        return math.sqrt(frame_hw[0] * frame_hw[1] / (self.in_hw[0] * self.in_hw[1]))
 
     def with_input(self, in_hw: tuple[int, int], **changes) -> "LayerInfo":
         """The same convolution on another input size (and optionally other channels/kernel...)."""

@@ -54,6 +54,7 @@ class SearchConfig(JsonConfig):
     gate_lr: float = 0.05
     gate_tau_start: float = 1.0  # the relaxation's temperature, in log threshold units
     gate_tau_end: float = 0.05
+    gate_frames: str = "crops"  # what the thresholds learn on: training crops, or "full" frames at the eval size
     # the threshold candidates' budget: "macs" (the target), or "latency": target_ms per frame averaged at K,
     # predicted by the latency model of `deltanas profile` (the file at `latency`); the supernet is then skipped
     cost: str = "macs"
@@ -101,7 +102,7 @@ class SearchConfig(JsonConfig):
     def gate_schedule(self) -> GateSchedule:
         return GateSchedule(steps=self.gate_steps, lr=self.gate_lr, batch_groups=self.batch_groups,
                             tau_start=self.gate_tau_start, tau_end=self.gate_tau_end,
-                            checkpoint_every=self.checkpoint_every, seed=self.seed)
+                            checkpoint_every=self.checkpoint_every, seed=self.seed, frames=self.gate_frames)
 
     def finetune_config(self, arch_path: str) -> TrainConfig:
         return TrainConfig(teacher=self.teacher, arch=arch_path, data=self.data, steps=max(1, self.finetune_steps),

@@ -17,10 +17,14 @@ from .._run import RunDir
 from ..delta import Arch, DeltaModel, Gated, GatedDelta, LayerInfo, RelaxedThreshold, RunningGatedDelta, convert
 from ..errors import ConfigError, TrainingError
 from ..training import DistillLoss, LossWeights, VideoData
+from ..video import GroupSampler
 from ._penalty import LagrangianPenalty
 
-__all__ = ["GateBudget", "GateCost", "GateSchedule", "LearnedGates", "arch_fractions", "gate_table", "latency_budget",
+__all__ = ["GATE_FRAMES", "GateBudget", "GateCost", "GateSchedule", "LearnedGates", "arch_fractions", "gate_table", "latency_budget",
            "latency_cost", "learn_gates", "macs_cost", "relative_scales", "relax_gates"]
+
+
+GATE_FRAMES = ("crops", "full")
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,10 @@ class LearnedGates:
 @dataclass(frozen=True)
 class GateSchedule:
     """The optimisation of the thresholds: ``steps`` Adam steps at ``lr`` on ``batch_groups`` whole key-frame
-    groups per step, the relaxation's temperature annealed exponentially from ``tau_start`` to ``tau_end``."""
+    groups per step, the relaxation's temperature annealed exponentially from ``tau_start`` to ``tau_end``;
+    ``frames``: the groups are training crops (``"crops"``) or whole training frames at the eval size
+    (``"full"``: what the gates see on held-out frames; crops of a static camera often miss the one place
+    that moves)."""
 
     steps: int = 60
     lr: float = 0.05
@@ -175,6 +182,11 @@ class GateSchedule:
     dual_rate: float = 0.5
     checkpoint_every: int = 20
     seed: int = 0
+    frames: str = "crops"
+
+    def __post_init__(self) -> None:
+        if self.frames not in GATE_FRAMES:
+            raise ConfigError(f"unknown gate frames {self.frames!r}; choose from {', '.join(GATE_FRAMES)}")
 
     def tau(self, step: int) -> float:
         return self.tau_start * (self.tau_end / self.tau_start) ** (step / max(1, self.steps - 1))
@@ -196,7 +208,7 @@ def learn_gates(teacher: nn.Module, start: Arch, cost: GateCost, target: float, 
     positions = {i.name: i.out_hw[0] * i.out_hw[1] for i in model.layers}
     k = data_config.keyframe_interval
     generator = torch.Generator().manual_seed(schedule.seed)
-    sampler = data.sampler(data_config.replace(later_frames=k - 1), generator)  # whole groups, in order
+    sampler = _group_sampler(data, data_config, schedule.frames, generator)
     loss_fn = DistillLoss(model, weights or LossWeights(layer=0.0, anchor=0.0, gate=0.0))
     params = [r.log_value for r in relaxed.values()]
     optimizer = torch.optim.Adam(params, lr=schedule.lr, betas=(0.5, 0.999))
@@ -252,6 +264,15 @@ def learn_gates(teacher: nn.Module, start: Arch, cost: GateCost, target: float, 
     bar.close()
     thresholds = {name: r.value for name, r in relaxed.items()}
     return LearnedGates(thresholds, spend, relaxed_spend, step, time.time() - started)
+
+
+def _group_sampler(data: VideoData, data_config, frames: str, generator: torch.Generator) -> GroupSampler:
+    """Whole key-frame groups, in order: crops of the training frames, or (``"full"``) the training frames at the
+    eval size, where they were decoded (a condensed set has none: its groups are crops then)."""
+    k = data_config.keyframe_interval
+    if frames == "full" and any(c.shape[0] >= k for c in data.train_eval):
+        return GroupSampler(data.train_eval, k, k - 1, flip=data_config.flip, generator=generator)
+    return data.sampler(data_config.replace(later_frames=k - 1), generator)
 
 
 def gate_table(layers: Sequence[LayerInfo], archs: Mapping[str, Arch]) -> list[dict]:

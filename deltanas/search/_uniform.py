@@ -136,10 +136,9 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
     if not names or not groups:
         return None
     model.eval()
-    area = input_hw[0] * input_hw[1]
     fraction = template.startswith("gated:p")  # a top-p fraction, not a threshold
     sign = -1 if fraction else 1  # a fraction grows where a threshold shrinks
-    scale = {i.name: (area / (i.in_hw[0] * i.in_hw[1])) ** (sign * profile / 2) for i in layers}
+    scale = {i.name: i.input_stride(input_hw) ** (sign * profile) for i in layers}
     if scales is not None:
         scale.update(scales)
 
@@ -164,7 +163,8 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
 
     # MACs fall from the value `most` towards `least`. Keep a bracket (low over the target, high not) in
     # log value and step where the line through its ends meets the target (kept inside the middle 80%, so
-    # it never stalls at one end); stop once high is within a quarter of the band below the target.
+    # it never stalls at one end); stop once high is within a quarter of the band below the target. The cost
+    # may be in ms (well below 1): a spend of nothing is floored relative to the target, not at 1.
     low, high = math.log(most), math.log(least)  # about exact .. almost nothing
     best = calibrate(math.exp(high))
     if best[1] > target:
@@ -177,7 +177,7 @@ def uniform_threshold_for_budget(teacher: nn.Module, layers: Sequence[LayerInfo]
         for _ in range(iterations):
             if best[1] >= (1 - tolerance / 4) * target:
                 break
-            share = (math.log(low_macs) - math.log(target)) / (math.log(low_macs) - math.log(max(best[1], 1.0)))
+            share = (math.log(low_macs) - math.log(target)) / (math.log(low_macs) - math.log(max(best[1], 1e-6 * target)))
             middle = low + min(max(share, 0.1), 0.9) * (high - low)
             found = calibrate(math.exp(middle))
             if found[1] > target:

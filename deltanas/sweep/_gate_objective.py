@@ -32,7 +32,7 @@ from ..search._uniform import calibration_groups, uniform_threshold_for_budget
 from ..teachers import Teacher, create_teacher
 from ..training import VideoData, load_video_data
 from ._config import SweepConfig
-from ._gates import gate_arch, gate_stages, layer_stride, layer_thresholds, stage_stride, stage_thresholds
+from ._gates import gate_arch, gate_stages, layer_thresholds, stage_stride, stage_thresholds
 
 __all__ = ["CALIBRATION_ATTR", "GateObjective", "best_feasible", "gate_param", "trial_constraint"]
 
@@ -104,7 +104,7 @@ class GateObjective:
                               f"choose another --target")
         arch, delta_macs = found
         per_layer = layer_thresholds(arch)
-        strides = {i.name: layer_stride(i, self.size) for i in self.infos}
+        strides = {i.name: i.input_stride(self.size) for i in self.infos}
         t0 = math.exp(sum(math.log(v / strides[n] ** PROFILE) for n, v in per_layer.items()) / len(per_layer))
         first = {stage: next(i for i in self.infos if i.name == names[0]) for stage, names in self.stages.items()}
         return {"T0": t0, "gate": GATE, "profile": PROFILE, "span": SPAN,

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 from ..delta import Arch, LayerInfo
 from ..errors import ArchError, ConfigError
 
-__all__ = ["GATE_TEMPLATE", "DEPTHWISE_GATE", "gate_arch", "gate_stages", "layer_stride", "layer_thresholds",
+__all__ = ["GATE_TEMPLATE", "DEPTHWISE_GATE", "gate_arch", "gate_stages", "layer_thresholds",
            "stage_stride", "stage_thresholds"]
 
 GATE_TEMPLATE = "gated:w{}:run(full)"  # a non-depthwise layer; {} its threshold
@@ -26,14 +26,10 @@ DEPTHWISE_GATE = "gated:changed:run(full)"
 _WEIGHTED = re.compile(r"^gated:w([0-9.eE+-]+):run(?::f[0-9.eE+-]+)?\(full\)$")
 
 
-def layer_stride(layer: LayerInfo, input_hw: tuple[int, int]) -> float:
-    """``sqrt(frame area / input area)``: 1 for a layer that sees the frame, 2 after one stride-2 layer ..."""
-    return math.sqrt(input_hw[0] * input_hw[1] / (layer.in_hw[0] * layer.in_hw[1]))
-
-
 def stage_stride(layer: LayerInfo, input_hw: tuple[int, int]) -> float:
-    """:func:`layer_stride` rounded to a power of two (in log scale): the stride that names the layer's stage."""
-    return 2.0 ** round(math.log2(layer_stride(layer, input_hw)))
+    """:meth:`LayerInfo.input_stride` rounded to a power of two (in log scale): the stride that names the
+    layer's stage."""
+    return 2.0 ** round(math.log2(layer.input_stride(input_hw)))
 
 
 def _stage_name(stride: float) -> str:

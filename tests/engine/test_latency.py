@@ -155,6 +155,33 @@ def test_a_profiled_model_round_trips_through_its_file(tmp_path, profiled):
     assert LatencyModel.load(path, teacher="tiny", input_hw=SIZE) == latency
 
 
+@needs_native
+def test_a_search_with_a_latency_budget_lands_on_its_ms(tmp_path, profiled):
+    """``--target-ms`` end to end: the search skips the supernet, and the model it derives is predicted to take
+    the target per frame (averaged at K) within the budget band on its selection frames."""
+    from deltanas._run import RunDir
+    from deltanas.search import SearchConfig, search
+    from tests.search._tiny import TINY_DATA, tiny_data
+
+    latency, _ = profiled
+    path = latency.save(tmp_path / "latency.json")
+    k = TINY_DATA.keyframe_interval
+    dense = latency.predict_ms(latency.dense_positions())
+    # the tiny clips change at about 5% of the positions: a budget of half that is in reach
+    target_ms = latency.predict_frame_ms({n: p / 40 for n, p in latency.dense_positions().items()}, k)
+    config = SearchConfig(teacher="tiny", data=TINY_DATA, cost="latency", latency=str(path), target_ms=target_ms,
+                          finetune_steps=2, gate_steps=4, checkpoint_every=4, seed=0, speed_report=False)
+    run = RunDir.create("ms", tmp_path)
+    result = search(config, run, data=tiny_data(TINY_DATA), teacher=TinyTeacher(), progress=False)
+    assert not (run.path / "supernet").exists() and result.seconds.get("supernet") is None
+    selection = json.loads((run.path / "selection.json").read_text())
+    delta_ms = (k * target_ms - latency.key_ms) / (k - 1)
+    assert delta_ms < dense and f"{delta_ms:.2f} ms per delta frame" in selection["budget"]
+    spent = selection["cost"][selection["chosen"]]  # ms per delta frame, predicted on the selection frames
+    assert (1 - config.tolerance) * delta_ms <= spent <= delta_ms
+    assert result.delta_macs < result.budget.teacher_macs and result.budget.asked == f"--target-ms {target_ms:g}"
+
+
 def test_profile_refuses_bad_arguments(tiny_model):
     clip = sparse_sequence(8, SIZE)
     with pytest.raises(ConfigError, match="interval"):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from deltanas._run import RunDir
+from deltanas.errors import ConfigError
 from deltanas.delta import Arch, RunningGatedDelta, SearchSpace, convert
 from deltanas.analysis._gating import GatedSpend
 from deltanas.search import Budget, SearchConfig, build_supernet
@@ -123,6 +124,26 @@ def test_learned_thresholds_move_toward_the_layer_the_output_is_sensitive_to():
     scales = relative_scales(learned.thresholds)
     assert scales["loud"] < 1 < scales["quiet"]
     assert math.prod(scales.values()) == pytest.approx(1.0)
+
+
+def test_full_frames_learn_on_the_training_frames_at_the_eval_size():
+    data, g = noisy_data(), torch.Generator().manual_seed(0)
+    crops = _learned._group_sampler(data, TINY_DATA, "crops", g).sample(3).frames
+    full = _learned._group_sampler(data, TINY_DATA, "full", g).sample(3).frames
+    k = TINY_DATA.keyframe_interval
+    assert crops.shape[1] == full.shape[1] == k  # whole groups either way
+    assert tuple(crops.shape[-2:]) == TINY_DATA.crop
+    assert tuple(full.shape[-2:]) == TINY_DATA.eval_size and TINY_DATA.eval_size != TINY_DATA.frame_size
+    # every group of full frames is a run of K consecutive training frames at the eval size
+    for group in full:
+        starts = [i for e in data.train_eval for i in range(e.shape[0] - k + 1)
+                  if torch.equal(e[i:i + k].float() / 255, group)]
+        assert starts, "a group that is no run of training frames"
+    # a condensed set has no training frames at the eval size: its crops are used
+    condensed = VideoData(data.names, data.train, data.val, data.test, [e[:0] for e in data.train_eval])
+    assert tuple(_learned._group_sampler(condensed, TINY_DATA, "full", g).sample(1).frames.shape[-2:]) == TINY_DATA.crop
+    with pytest.raises(ConfigError, match="gate frames"):
+        GateSchedule(frames="tiles")
 
 
 def test_the_relaxed_cost_is_the_measured_spend_at_the_end_of_annealing():
