@@ -127,15 +127,18 @@ $PY benchmarks/learned_vs_profile.py --videos bundled --target 0.2x --gate-steps
     --out benchmarks/results/learned_vs_profile_moving_0.2x.md
 $PY benchmarks/learned_gates.py --videos bundled --targets 0.1 0.2 0.35 --out benchmarks/results/learned_gates_moving.md
 if [ -d ../shared/video ]; then
-    $PY benchmarks/learned_vs_profile.py --videos shared --target 0.2x --gate-steps 60 --gate-frames full \
-        --out benchmarks/results/learned_vs_profile_static_0.2x_full.md
+    $PY benchmarks/learned_vs_profile.py --videos shared --target 0.2x --gate-steps 60 \
+        --out benchmarks/results/learned_vs_profile_static_0.2x.md
     $PY benchmarks/learned_gates.py --videos shared --targets 0.1 0.2 0.35 --out benchmarks/results/learned_gates_static.md
 fi
 # 13. condensed footage (BENCHMARKS.md, condensed footage): design rankings and the end-to-end calibration on 8
 #     distilled / random / k-center groups against the full footage, static and moving apart
 if [ -d ../shared/video ]; then
     $PY benchmarks/condense_rankings.py --regimes static:shared moving:bundled --size 128x224 --max-frames 200 \
-        --groups 8 --steps 200 --test-groups 3 --profiles 0 0.5 --manual zero lowrank:0.5 lowrank:0.25 \
-        "subsample(full)" "gated:p0.25(full)" "gated:p0.1(full)" "gated:p0.05(full)" \
+        --groups 8 --steps 200 --test-groups 3 --profiles 0 --fixed "uniform:gated:w0.02:run(full)" \
+        "uniform:gated:w0.03:run(full)" "uniform:gated:w0.05:run(full)" "uniform:gated:w0.07:run(full)" \
+        "uniform:gated:w0.1:run(full)" "uniform:gated:t0.5(full)" "uniform:gated:t0.7(full)" "uniform:gated:t1(full)" \
+        "uniform:gated:t2(full)" --manual zero lowrank:0.5 lowrank:0.25 "subsample(full)" "gated:p0.25(full)" \
+        "gated:p0.1(full)" "gated:p0.05(full)" --threads 2 \
         --out benchmarks/results/condense_rankings.md --json benchmarks/results/condense_rankings.json
 fi
