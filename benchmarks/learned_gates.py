@@ -26,6 +26,7 @@ from deltanas.analysis import evaluate
 from deltanas.analysis._compare import paired_bootstrap
 from deltanas.delta import Arch, convert
 from deltanas.search import SearchConfig
+from deltanas.search._learned_gates import GATE_FRAMES
 from deltanas.sweep import SweepConfig, run_sweep
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
@@ -42,7 +43,7 @@ def main() -> None:
     p.add_argument("--videos", nargs="+", default=["bundled"])
     p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.35])
     p.add_argument("--gate-steps", type=int, default=SearchConfig().gate_steps)
-    p.add_argument("--gate-frames", choices=("crops", "full"), default=SearchConfig().gate_frames)
+    p.add_argument("--gate-frames", choices=GATE_FRAMES, default=SearchConfig().gate_frames)
     p.add_argument("--sweep-factor", type=float, default=5.0, help="the sweep's compute over the search's")
     p.add_argument("--max-trials", type=int, default=200)
     p.add_argument("--phases", type=int, default=1, help="key-frame phases the held-out frames are pooled over")

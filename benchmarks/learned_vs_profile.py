@@ -18,6 +18,7 @@ from deltanas.analysis import evaluate
 from deltanas.analysis._compare import paired_bootstrap
 from deltanas.delta import convert
 from deltanas.search import SearchConfig
+from deltanas.search._learned_gates import GATE_FRAMES
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
 
@@ -29,7 +30,7 @@ def main() -> None:
     p.add_argument("--videos", nargs="+", default=["bundled"])
     p.add_argument("--target", default="0.2x", help="MACs per delta frame (as deltanas search --target)")
     p.add_argument("--gate-steps", type=int, default=SearchConfig().gate_steps)
-    p.add_argument("--gate-frames", choices=("crops", "full"), default=SearchConfig().gate_frames,
+    p.add_argument("--gate-frames", choices=GATE_FRAMES, default=SearchConfig().gate_frames,
                    help="what the thresholds learn on: training crops or whole training frames at the eval size")
     p.add_argument("--phases", type=int, default=1)
     p.add_argument("--runs-dir", default="runs/bench-learned-gates")

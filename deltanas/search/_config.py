@@ -92,6 +92,7 @@ class SearchConfig(JsonConfig):
             raise ConfigError("--target-ms must be positive")
         if self.gate_steps < 1 or not 0 < self.gate_tau_end <= self.gate_tau_start:
             raise ConfigError("need gate_steps >= 1 and 0 < gate_tau_end <= gate_tau_start")
+        self.gate_schedule()  # refuses unknown gate_frames before any training
 
     def tau(self, step: int) -> float:
         """Exponential annealing from tau_start to tau_end after the warm-up."""

@@ -20,9 +20,8 @@ from ..training import DistillLoss, LossWeights, VideoData
 from ..video import GroupSampler
 from ._penalty import LagrangianPenalty
 
-__all__ = ["GATE_FRAMES", "GateBudget", "GateCost", "GateSchedule", "LearnedGates", "arch_fractions", "gate_table", "latency_budget",
-           "latency_cost", "learn_gates", "macs_cost", "relative_scales", "relax_gates"]
-
+__all__ = ["GATE_FRAMES", "GateBudget", "GateCost", "GateSchedule", "LearnedGates", "arch_fractions", "gate_table",
+           "latency_budget", "latency_cost", "learn_gates", "macs_cost", "relative_scales", "relax_gates"]
 
 GATE_FRAMES = ("crops", "full")
 

@@ -19,7 +19,9 @@ from ..analysis import GatedSpend, keyframe_groups
 from ..delta import Arch, LayerInfo, convert
 from ..errors import ArchError
 
-__all__ = ["arch_delta_macs", "calibration_groups", "uniform_gated_template", "uniform_for_budget", "uniform_threshold_for_budget"]
+__all__ = ["arch_delta_macs", "calibration_groups", "uniform_gated_template", "uniform_for_budget",
+           "uniform_threshold_for_budget"]
+
 
 def arch_delta_macs(arch: Arch, layers: Sequence[LayerInfo], linear_macs: float) -> float:
     """The analytic MACs of one delta frame of ``arch`` (its calibrated fractions as written) on ``layers``."""

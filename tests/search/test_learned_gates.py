@@ -144,6 +144,8 @@ def test_full_frames_learn_on_the_training_frames_at_the_eval_size():
     assert tuple(_learned._group_sampler(condensed, TINY_DATA, "full", g).sample(1).frames.shape[-2:]) == TINY_DATA.crop
     with pytest.raises(ConfigError, match="gate frames"):
         GateSchedule(frames="tiles")
+    with pytest.raises(ConfigError, match="gate frames"):  # a search refuses it before any training
+        SearchConfig(gate_frames="tiles")
 
 
 def test_the_relaxed_cost_is_the_measured_spend_at_the_end_of_annealing():
