@@ -146,9 +146,15 @@ class Controller:
     After ``patience`` passing checks in a row the knob that saves more grows one step: the interval saves
     the key frame's cost spread over twice the frames, the scale an assumed third of the delta frames' cost.
     Where a delta group costs more per frame than the teacher alone (``DENSE_MARGIN``), the teacher alone
-    runs (``dense``) for ``dense_probe`` frames, then a group probes again; each probe that finds the same
+    runs (``dense``) for ``dense_probe`` frames, then a probe measures again; each probe that finds the same
     doubles the wait, up to ``MAX_DENSE_HOLD`` times ``dense_probe``, and a scene cut brings the next probe
     within ``dense_probe`` frames.
+
+    Where the controller knows nothing of the scene (the stream's start, a scene cut, the end of a spell of
+    the teacher alone) and ``probes`` is on, the next group is an exact ``probe``: a key frame, and on the next
+    frame a key frame with its check. Every output of a probe is the teacher's; its check measures the delta
+    frame's cost and error (one frame after the key frame: a probe's check may shrink the knobs, never grow
+    them) before a group risks an output on an unknown scene.
     """
 
     DENSE_MARGIN = 0.1  # delta groups must cost this much more than the teacher alone to leave them
@@ -156,9 +162,10 @@ class Controller:
     DELTA_SAVING = 1 / 3  # share of a delta frame's cost one scale step is assumed to save
     CLEAR_MISS = 0.1  # a check this far below the target: the scene changed
 
-    def __init__(self, config: OnlineConfig, scalable: bool = True) -> None:
+    def __init__(self, config: OnlineConfig, scalable: bool = True, probes: bool = True) -> None:
         self.config = config
         self.scalable = scalable
+        self.probes = probes
         c = config
         self.intervals = _ladder(c.start_interval, c.min_interval, c.max_interval, 2.0, integer=True)
         self.scales = _ladder(1.0, c.min_scale, c.max_scale, c.scale_step) if scalable else [1.0]
@@ -169,7 +176,8 @@ class Controller:
         self.grown: _Knob | None = None  # the knob grown since the last passing check
         self.dense_left = 0  # frames of the teacher alone still to run
         self.dense_hold = config.dense_probe  # frames of the teacher alone before the next probe
-        self.probing = False
+        self.probing = probes  # the next group is an exact probe
+        self.after_dense = False  # the next check ends a spell of the teacher alone
 
     @property
     def dense(self) -> bool:
@@ -178,19 +186,25 @@ class Controller:
 
     @property
     def interval(self) -> int:
-        return 1 if self.dense else int(self.intervals[self.interval_knob.level])
+        """Frames from this key frame to the next: 1 on the teacher alone and in a probe."""
+        return 1 if self.dense or self.probing else self.group_interval
+
+    @property
+    def group_interval(self) -> int:
+        """The interval a delta group runs at (the interval knob's level)."""
+        return int(self.intervals[self.interval_knob.level])
 
     def dense_frame(self, cut: bool = False) -> Decision | None:
         """One frame of the teacher alone ran (``cut``: at a scene cut, after which a probe comes within
-        ``dense_probe`` frames); when the wait is over, a ``probe``: the next frame is a key frame and a delta
-        group at the last interval and scale follows."""
+        ``dense_probe`` frames); when the wait is over, a ``probe``: the next frame is a key frame, then (with
+        ``probes``) a key frame with its check, else a delta group at the last interval and scale."""
         if cut:
             self.dense_hold = self.config.dense_probe
             self.dense_left = min(self.dense_left, self.dense_hold)
         self.dense_left -= 1
         if self.dense:
             return None
-        self.probing = True
+        self.after_dense, self.probing = True, self.probes
         return self._decision("probe")
 
     @property
@@ -210,23 +224,24 @@ class Controller:
     def decide(self, check: Check) -> Decision:
         c = self.config
         self.recent = (self.recent + [check])[-c.window:]
-        k = self.interval
+        k = self.group_interval
         group = (check.key_cost + k * check.delta_cost) / k  # per frame, the check counted as a delta frame
         dense = check.dense_cost if check.dense_cost is not None else check.key_cost
-        decision = self._accuracy(check)
+        probe, self.probing = self.probing, False
+        decision = self._accuracy(check, may_grow=not probe)
         if group > dense * (1 + self.DENSE_MARGIN):  # the teacher alone is cheaper here, and exact
             if decision.event.startswith("grow"):
                 self.grown.level -= 1
-            if self.probing:  # confirmed: probe half as often
+            if self.after_dense:  # confirmed: probe half as often
                 self.dense_hold = min(2 * self.dense_hold, c.dense_probe * self.MAX_DENSE_HOLD)
             self.dense_left, self.recent, self.streak, self.grown = self.dense_hold, [], 0, None
-            self.probing = False
+            self.after_dense = False
             return self._decision("dense", f"delta groups ({group:.3g} per frame) cost more than the teacher "
                                            f"alone ({dense:.3g})")
-        self.dense_hold, self.probing = c.dense_probe, False
+        self.dense_hold, self.after_dense = c.dense_probe, False
         return decision
 
-    def _accuracy(self, check: Check) -> Decision:
+    def _accuracy(self, check: Check, may_grow: bool = True) -> Decision:
         c = self.config
         iv, sc = self.interval_knob, self.scale_knob
         if check.worse_than_reuse:
@@ -254,10 +269,10 @@ class Controller:
         iv.passed()
         sc.passed()
         self.streak = self.streak + 1 if self._passes(self.recent, c.margin) else 0
-        if self.streak < c.patience:
+        if self.streak < c.patience or not may_grow:
             return self._decision("hold")
         self.streak = 0
-        k = self.interval
+        k = self.group_interval
         grow_interval = (check.key_cost - check.delta_cost) / (2 * k) if iv.can_grow() else -math.inf
         grow_scale = self.DELTA_SAVING * check.delta_cost * (k - 1) / k if sc.can_grow() else -math.inf
         if grow_interval == grow_scale == -math.inf:
@@ -268,13 +283,14 @@ class Controller:
         return self._decision("grow interval" if self.grown is iv else "grow scale")
 
     def cut(self) -> Decision:
-        """A scene cut outside the teacher-alone mode (there: :meth:`dense_frame`): the next group starts no
-        longer than ``start_interval`` and no coarser than scale 1, and the checks of the old scene no longer
-        count."""
+        """A scene cut outside the teacher-alone mode (there: :meth:`dense_frame`): the next group (after a
+        probe, with ``probes``) starts no longer than ``start_interval`` and no coarser than scale 1, and the
+        checks of the old scene no longer count."""
         c = self.config
         self.interval_knob.level = min(self.interval_knob.level, self.intervals.index(c.start_interval))
         self.scale_knob.level = min(self.scale_knob.level, self.scales.index(1.0))
         self.recent, self.streak, self.grown = [], 0, None
+        self.probing = self.probes
         return self._decision("cut")
 
     def _decision(self, event: str, reason: str = "") -> Decision:

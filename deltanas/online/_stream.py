@@ -145,8 +145,9 @@ def run_online(model: DeltaModel, frames: Iterable[torch.Tensor], config: Online
     the sparse engine, key frames where the controller puts them (and at scene cuts).
 
     On each key frame after the first, the engine first runs it as a delta frame (the check), then the
-    teacher; the controller sets the next interval and gate scale from the check. Where delta groups cost
-    more than the teacher alone, the teacher alone runs (no checks) until the controller probes again.
+    teacher; the controller sets the next interval and gate scale from the check. The stream starts with an
+    exact probe (see :class:`Controller`), as does each scene cut. Where delta groups cost more than the
+    teacher alone, the teacher alone runs (no checks) until the controller probes again.
     ``trainer`` takes its optimiser steps on the previous key frame and this one. ``evaluate`` also runs the
     teacher (PyTorch) on every frame for the agreement columns, outside the clock and the cost (or takes the
     teacher's logits per frame, (T, classes), computed beforehand). ``checks=False`` is the fixed schedule
@@ -178,7 +179,7 @@ class _OnlineRun:
         self.model, self.engine, self.config, self.trainer, self.checks = model, engine, config, trainer, checks
         self.teacher = model.teacher
         hw = (int(first.shape[-2]), int(first.shape[-1]))
-        self.controller = Controller(config, scalable=engine.scaled_gates(hw) > 0)
+        self.controller = Controller(config, scalable=engine.scaled_gates(hw) > 0, probes=checks)
         self.report = OnlineReport(config, hw, float(model.cost(hw).teacher_macs), "")
         if not self.controller.scalable:
             self.report.log.append("the model has no running a/w gates: only the interval adapts")
@@ -236,8 +237,11 @@ class _OnlineRun:
         engine, c = self.engine, self.config
         check_logits = check_macs = None
         if self.key_x is not None and not cut and self.checks:
+            check_start = time.perf_counter()
             check_logits = self.teacher.logits_from_features(engine.delta_frame(x)[0])
             check_macs = engine.last_frame_macs()
+            # the check is a delta frame too: in a probe, the only one
+            self.group_cost.append(1e3 * (time.perf_counter() - check_start) if c.cost == "ms" else check_macs)
         key_start = time.perf_counter()
         self.outputs = engine.key_frame(x)
         key_ms = 1e3 * (time.perf_counter() - key_start)

@@ -61,6 +61,7 @@ def test_a_check_worse_than_reuse_falls_back_to_the_finest_gates():
 
 def test_a_miss_right_after_a_growth_puts_that_knob_back():
     c = Controller(OnlineConfig(cost="macs", patience=1))
+    assert c.decide(_check(0.99)).event == "hold"  # the stream's first check ends a probe: no growth
     assert c.decide(_check(0.99)).event == "grow interval"
     d = c.decide(_check(0.84))
     assert d.event == "shrink" and (c.interval, c.scale) == (8, 1.0)
@@ -80,7 +81,9 @@ def test_a_cut_resets_the_knobs_to_their_start():
     _drive(c, 0.0, 20)
     assert c.interval > 8
     d = c.cut()
-    assert (d.interval, d.scale, d.event) == (8, 1.0, "cut")
+    assert (d.interval, d.scale, d.event) == (1, 1.0, "cut")  # an exact probe first,
+    assert c.group_interval == 8  # then a group from the start
+    assert c.decide(_check(0.99)).interval == 8
 
 
 def test_delta_groups_dearer_than_the_teacher_alone_hand_over_to_it_then_probe_again():
@@ -89,7 +92,7 @@ def test_delta_groups_dearer_than_the_teacher_alone_hand_over_to_it_then_probe_a
     assert d.event == "dense" and c.dense and c.interval == 1
     assert [c.dense_frame() for _ in range(3)] == [None] * 3
     probe = c.dense_frame()
-    assert probe.event == "probe" and not c.dense and c.interval == 8
+    assert probe.event == "probe" and not c.dense and (c.interval, c.group_interval) == (1, 8)
     d = c.decide(Check(0.0, 1.0, True, delta_cost=40.0, key_cost=60.0, dense_cost=30.0))
     assert d.event == "dense"
     assert sum(c.dense_frame() is None for _ in range(8)) == 7  # the probe confirmed it: twice as long
@@ -98,6 +101,20 @@ def test_delta_groups_dearer_than_the_teacher_alone_hand_over_to_it_then_probe_a
     assert [c.dense_frame() is None for _ in range(3)] == [True, True, False]
     d = c.decide(Check(0.0, 1.0, True, delta_cost=5.0, key_cost=60.0, dense_cost=30.0))
     assert d.event != "dense" and c.dense_hold == 4  # cheap delta frames: the groups stay, probes reset
+
+
+def test_a_probe_measures_exactly_and_may_shrink_but_not_grow():
+    """The stream's start is a probe: a key frame, then a key frame with its check (interval 1); what follows
+    is a group at the knobs' levels, grown only by the checks of groups."""
+    c = Controller(OnlineConfig(cost="macs", patience=1))
+    assert c.probing and c.interval == 1
+    c.decide(_check(0.99))
+    assert not c.probing and c.interval == 8
+    c = Controller(OnlineConfig(cost="macs"))
+    d = c.decide(_check(0.5))  # a clear miss on the probe backs off before any group ran
+    assert d.event == "shrink" and (d.interval, d.scale) == (4, 0.5)
+    c = Controller(OnlineConfig(cost="macs"), probes=False)  # a fixed schedule: no probe
+    assert c.interval == 8 and c.cut().interval == 8
 
 
 def test_without_gates_only_the_interval_moves():
