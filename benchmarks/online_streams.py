@@ -94,6 +94,8 @@ def main() -> None:
     p.add_argument("--static-frames", type=int, default=64)
     p.add_argument("--moving-frames", type=int, default=96)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--macs-controller", action="store_true",
+                   help="also run the controller saving MACs (cost macs), where delta groups beat the teacher")
     p.add_argument("--out", type=Path)
     p.add_argument("--render", type=Path, metavar="JSON",
                    help="only write --out again from a run's JSON (windows recounted from its saved frames)")
@@ -102,9 +104,10 @@ def main() -> None:
         results = json.loads(args.render.read_text())
         for stream in results["streams"]:
             for target, part in stream["targets"].items():
-                wins = [w for w in window_fidelity(part["online_frames"], 64) if w == w]
-                part["rows"][0].update(window_fidelity=wins, on_target=_on_target(wins, float(target)),
-                                       windows=len(wins))
+                runs = [part["online_frames"]] + ([part["online_macs_frames"]] if "online_macs_frames" in part else [])
+                for row, frames in zip(part["rows"], runs):
+                    wins = [w for w in window_fidelity(frames, 64) if w == w]
+                    row.update(window_fidelity=wins, on_target=_on_target(wins, float(target)), windows=len(wins))
         args.out.write_text(_markdown(results, args))
         return
     torch.set_num_threads(args.threads)
@@ -178,6 +181,11 @@ def main() -> None:
             online = run_online(online_model, frames, OnlineConfig(target_fidelity=target),
                                 engine=engine_for(online_model), evaluate=ref)
             rows.append(_row("online (controller)", online, target))
+            if args.macs_controller:
+                macs_model = convert(teacher, ONLINE_ARCH, input_hw=size)
+                online_macs = run_online(macs_model, frames, OnlineConfig(target_fidelity=target, cost="macs"),
+                                         engine=engine_for(macs_model), evaluate=ref)
+                rows.append(_row("online (controller, saving MACs)", online_macs, target))
             fixed = chosen[target]
             model = convert(teacher, f"uniform:gated:w{fixed['w']:g}:run(full)", input_hw=size)
             fixed_report = run_online(model, frames, fixed_config(fixed["k"], target), engine=engine_for(model),
@@ -186,6 +194,9 @@ def main() -> None:
             rows.append(_row("key-frame reuse, K=8", reuse_report, target))
             stream["targets"][str(target)] = {"rows": rows, "online_log": online.log,
                                               "online_frames": online.rows}
+            if args.macs_controller:
+                stream["targets"][str(target)].update(online_macs_log=online_macs.log,
+                                                      online_macs_frames=online_macs.rows)
             for r in rows:
                 print(f"  target {target:g}: {r['design']:34s} {r['ms']:6.1f} ms {r['macs'] / 1e6:6.0f} MMACs  "
                       f"fidelity {r['fidelity']:.3f} top-1 {100 * r['top1']:.1f}%  on target "
@@ -200,8 +211,10 @@ def main() -> None:
 
 def _markdown(results: dict, args) -> str:
     calib = results["calibration"]
+    macs = any("online_macs_frames" in part for s in results["streams"] for part in s["targets"].values())
     out = [f"# Online streams: the controller against fixed pairs calibrated offline", "",
-           f"`python benchmarks/online_streams.py --targets {' '.join(f'{t:g}' for t in results['targets'])}` — "
+           f"`python benchmarks/online_streams.py --targets {' '.join(f'{t:g}' for t in results['targets'])}"
+           + (" --macs-controller" if macs else "") + "` — "
            f"{results['machine']}, {results['threads']} threads, EfficientNet-Lite0 at "
            f"{results['size'][0]}x{results['size'][1]}, batch 1, {results['seconds'] / 60:.0f} min.", "",
            f"Fixed pairs (key-frame interval K, running gate `gated:wT:run(full)`, key frames at scene cuts too) on "
