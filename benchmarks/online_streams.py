@@ -77,7 +77,7 @@ def _row(name: str, report, target: float) -> dict:
     return {"design": name, "ms": s["ms_per_frame"], "macs": s["macs_per_frame"], "keys": s["key_frames"],
             "frames": s["frames"], "fidelity": s["fidelity"], "top1": s["top1"], "window_fidelity": wins,
             "on_target": _on_target(wins, target), "windows": len(wins),
-            "dense_frames": s["dense_frames"],
+            "dense_frames": s["dense_frames"], "probe_frames": s["probe_frames"],
             "fallbacks": s["fallbacks"], "recovery": _recovery(report.rows, target)}
 
 
@@ -107,7 +107,10 @@ def main() -> None:
                 runs = [part["online_frames"]] + ([part["online_macs_frames"]] if "online_macs_frames" in part else [])
                 for row, frames in zip(part["rows"], runs):
                     wins = [w for w in window_fidelity(frames, 64) if w == w]
-                    row.update(window_fidelity=wins, on_target=_on_target(wins, float(target)), windows=len(wins))
+                    err, change = (sum(float(r[c]) for r in frames) for c in ("sq_err", "sq_teacher_change"))
+                    row.update(window_fidelity=wins, on_target=_on_target(wins, float(target)), windows=len(wins),
+                               fidelity=1 - err / change if change > 0 else 1.0 if all(int(r["key"]) for r in frames)
+                               else float("nan"))
         args.out.write_text(_markdown(results, args))
         return
     torch.set_num_threads(args.threads)
@@ -233,13 +236,14 @@ def _markdown(results: dict, args) -> str:
                 f"Teacher alone: {s['teacher_runtime']} {s['teacher_ms']:.1f} ms/frame (median of 3 passes over 64 "
                 f"frames), {s['teacher_macs'] / 1e6:.0f} MMACs, fidelity 1.", "",
                 "| target | design | ms/frame | vs teacher alone | MMACs/frame | key frames | frames on the teacher "
-                "alone | fidelity | top-1 | 64-frame windows on target | fallbacks | frames from a cut to a passing "
-                "check |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "alone | frames in probes | fidelity | top-1 | 64-frame windows on target | fallbacks | frames from a cut to a passing "
+                "check |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for target, part in s["targets"].items():
             for r in part["rows"]:
                 rec = r["recovery"]
                 out.append(f"| {target} | {r['design']} | {r['ms']:.1f} | {s['teacher_ms'] / r['ms']:.2f}x | "
-                           f"{r['macs'] / 1e6:.0f} | {r['keys']} | {r['dense_frames']} | {r['fidelity']:.3f} | "
+                           f"{r['macs'] / 1e6:.0f} | {r['keys']} | {r['dense_frames']} | {r.get('probe_frames', 0)} | "
+                           f"{r['fidelity']:.3f} | "
                            f"{100 * r['top1']:.1f}% | {100 * r['on_target']:.0f}% of {r['windows']} | {r['fallbacks']} | "
                            + (f"median {statistics.median(rec):.0f}, max {max(rec)}" if rec else "-") + " |")
     return "\n".join(out) + "\n"

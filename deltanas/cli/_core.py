@@ -100,6 +100,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     g.add_argument("--cut-threshold", type=float, default=0.1, metavar="C",
                    help="relative change between consecutive frames that counts as a scene cut (default 0.1)")
     g.add_argument("--cost", choices=["ms", "macs"], default="ms", help="what the controller saves (default ms)")
+    g.add_argument("--no-probes", action="store_true",
+                   help="no exact probe (a key frame, then a checked key frame) before the groups at the start, at "
+                        "scene cuts and after spells of the teacher alone")
     g.add_argument("--train-steps", type=int, default=0, metavar="N",
                    help="optimiser steps on each key frame's teacher output (a model with students; default 0)")
     g.add_argument("--train-lr", type=float, default=1e-4)
@@ -318,7 +321,7 @@ def _run_online(args: argparse.Namespace) -> int:
         target["target_fidelity"] = args.target_fidelity
     config = OnlineConfig(**target, min_interval=args.min_interval, max_interval=args.max_interval,
                           start_interval=min(max(args.keyframe, args.min_interval), args.max_interval),
-                          cut_threshold=args.cut_threshold, cost=args.cost)
+                          cut_threshold=args.cut_threshold, cost=args.cost, probes=not args.no_probes)
     trainer = OnlineTrainer(model, args.train_steps, args.train_lr) if args.train_steps else None
 
     def frames():

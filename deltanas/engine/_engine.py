@@ -199,10 +199,10 @@ class SparseEngine:
         return self._outputs(p)
 
     @torch.no_grad()
-    def dense_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def dense_frame(self, x: torch.Tensor, keep_reference: bool = False) -> tuple[torch.Tensor, ...]:
         """The dense teacher alone on ``x`` in the fastest installed runtime (as ``keyframes`` picks), without the
         state a key frame hands the delta frames (cheaper than :meth:`key_frame`): the next frame must be a key
-        frame."""
+        frame, unless ``keep_reference`` (the state is left as it was: delta frames may go on from it)."""
         x = self._frame(x)
         self._check_finite(x)
         p = self.prepare(tuple(x.shape[-2:]))
@@ -215,9 +215,10 @@ class SparseEngine:
                 example = torch.zeros(1, self.model.in_channels, *p.graph.input_hw, dtype=self.dtype)
                 p.dense = create_key_runtime("torch", gm, example, threads, [None] * len(p.graph.outputs))
         values = p.dense.run(x)
-        p.keyed = False
-        self._current = p
-        self.last_macs = {}
+        if not keep_reference:
+            p.keyed = False
+            self._current = p
+            self.last_macs = {}
         return self._outputs(p, values)
 
     def _outputs(self, p: _Prepared, values: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:

@@ -31,7 +31,8 @@ class OnlineConfig:
     so the group's pooled error ratio lies above the check's (on the benchmark streams 1.23x at the median,
     2x at the upper quartile). Where delta groups cost more than the teacher alone,
     the teacher alone runs for ``dense_probe`` frames (doubling while probes find the same) before a group is
-    tried again.
+    tried again. ``probes``: exact probes where the controller knows nothing of the scene (see
+    :class:`Controller`).
     """
 
     target_fidelity: float | None = 0.85
@@ -50,6 +51,7 @@ class OnlineConfig:
     cost: str = "ms"
     dense_probe: int = 32
     check_weight: float = 1.5
+    probes: bool = True
 
     def __post_init__(self) -> None:
         if (self.target_fidelity is None) == (self.target_top1 is None):
@@ -151,10 +153,11 @@ class Controller:
     within ``dense_probe`` frames.
 
     Where the controller knows nothing of the scene (the stream's start, a scene cut, the end of a spell of
-    the teacher alone) and ``probes`` is on, the next group is an exact ``probe``: a key frame, and on the next
-    frame a key frame with its check. Every output of a probe is the teacher's; its check measures the delta
-    frame's cost and error (one frame after the key frame: a probe's check may shrink the knobs, never grow
-    them) before a group risks an output on an unknown scene.
+    the teacher alone) and the config's ``probes`` is on, the next group is an exact ``probe``: a group whose
+    delta frames run beside the teacher, which gives the outputs (``probing`` says so). Its check measures
+    what the group would have cost and erred before a group risks an output on an unknown scene; it may
+    shrink the knobs, never grow them. A probe that misses the target probes again at the knobs' shrunk
+    levels; at their lowest, the teacher alone runs.
     """
 
     DENSE_MARGIN = 0.1  # delta groups must cost this much more than the teacher alone to leave them
@@ -162,10 +165,10 @@ class Controller:
     DELTA_SAVING = 1 / 3  # share of a delta frame's cost one scale step is assumed to save
     CLEAR_MISS = 0.1  # a check this far below the target: the scene changed
 
-    def __init__(self, config: OnlineConfig, scalable: bool = True, probes: bool = True) -> None:
+    def __init__(self, config: OnlineConfig, scalable: bool = True, checks: bool = True) -> None:
         self.config = config
         self.scalable = scalable
-        self.probes = probes
+        self.probes = config.probes and checks  # a fixed schedule (no checks) has no probes
         c = config
         self.intervals = _ladder(c.start_interval, c.min_interval, c.max_interval, 2.0, integer=True)
         self.scales = _ladder(1.0, c.min_scale, c.max_scale, c.scale_step) if scalable else [1.0]
@@ -176,7 +179,7 @@ class Controller:
         self.grown: _Knob | None = None  # the knob grown since the last passing check
         self.dense_left = 0  # frames of the teacher alone still to run
         self.dense_hold = config.dense_probe  # frames of the teacher alone before the next probe
-        self.probing = probes  # the next group is an exact probe
+        self.probing = self.probes  # the next group is an exact probe
         self.after_dense = False  # the next check ends a spell of the teacher alone
 
     @property
@@ -186,8 +189,8 @@ class Controller:
 
     @property
     def interval(self) -> int:
-        """Frames from this key frame to the next: 1 on the teacher alone and in a probe."""
-        return 1 if self.dense or self.probing else self.group_interval
+        """Frames from this key frame to the next: 1 on the teacher alone."""
+        return 1 if self.dense else self.group_interval
 
     @property
     def group_interval(self) -> int:
@@ -196,8 +199,8 @@ class Controller:
 
     def dense_frame(self, cut: bool = False) -> Decision | None:
         """One frame of the teacher alone ran (``cut``: at a scene cut, after which a probe comes within
-        ``dense_probe`` frames); when the wait is over, a ``probe``: the next frame is a key frame, then (with
-        ``probes``) a key frame with its check, else a delta group at the last interval and scale."""
+        ``dense_probe`` frames); when the wait is over, a ``probe``: the next frame is a key frame, then a group
+        at the last interval and scale (exact, with ``probes``)."""
         if cut:
             self.dense_hold = self.config.dense_probe
             self.dense_left = min(self.dense_left, self.dense_hold)
@@ -228,8 +231,11 @@ class Controller:
         group = (check.key_cost + k * check.delta_cost) / k  # per frame, the check counted as a delta frame
         dense = check.dense_cost if check.dense_cost is not None else check.key_cost
         probe, self.probing = self.probing, False
+        bottom = self.interval_knob.level == 0 and (self.scale_knob.level == 0 or not self.scalable)
         decision = self._accuracy(check, may_grow=not probe)
-        if group > dense * (1 + self.DENSE_MARGIN):  # the teacher alone is cheaper here, and exact
+        missed = probe and decision.event in ("shrink", "fallback")
+        dearer = group > dense * (1 + self.DENSE_MARGIN)
+        if dearer or (missed and bottom):  # the teacher alone: cheaper here, or the only level left; exact
             if decision.event.startswith("grow"):
                 self.grown.level -= 1
             if self.after_dense:  # confirmed: probe half as often
@@ -237,7 +243,11 @@ class Controller:
             self.dense_left, self.recent, self.streak, self.grown = self.dense_hold, [], 0, None
             self.after_dense = False
             return self._decision("dense", f"delta groups ({group:.3g} per frame) cost more than the teacher "
-                                           f"alone ({dense:.3g})")
+                                           f"alone ({dense:.3g})" if dearer else
+                                  "a probe at the finest gates and the shortest interval missed the target")
+        if missed:  # no group on a level known to miss: probe again, finer
+            self.probing = True
+            return self._decision("probe", decision.reason + "; probing again")
         self.dense_hold, self.after_dense = c.dense_probe, False
         return decision
 

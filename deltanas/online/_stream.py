@@ -25,7 +25,8 @@ class OnlineReport:
     """Per frame (``rows``) and in all: what the stream cost, key frames, checks and training included.
 
     A row: ``frame``, ``key`` (1 on a key frame), ``dense`` (1 where the teacher alone ran: a key frame that
-    keeps no state for delta frames), ``cut`` (a key frame forced by a scene cut), ``check_err``
+    keeps no state for delta frames), ``probe`` (1 on a probe's delta frames: the teacher gave the output, the
+    delta frame ran beside it for the check), ``cut`` (a key frame forced by a scene cut), ``check_err``
     and ``check_change`` (the check's squared logit error and the teacher's squared change since the last
     key frame, on key frames that checked), ``interval`` and ``gate_scale`` in force, ``event`` (what the
     controller did), ``macs``, ``ms``, ``train_steps``; with ``evaluate``, also ``top1_agree``, ``sq_err`` and
@@ -67,6 +68,7 @@ class OnlineReport:
     def summary(self) -> dict:
         data = {"frames": self.frames, "key_frames": self.key_frames,
                 "dense_frames": sum(r["dense"] for r in self.rows), "cuts": sum(r["cut"] for r in self.rows),
+                "probe_frames": sum(r["probe"] for r in self.rows),
                 "checks": sum(r["check_err"] != "" for r in self.rows),
                 "fallbacks": sum(r["event"] == "fallback" for r in self.rows),
                 "ms_per_frame": self.ms_per_frame, "macs_per_frame": self.macs_per_frame,
@@ -79,7 +81,8 @@ class OnlineReport:
             change = sum(r["sq_teacher_change"] for r in self.rows)
             wins = [w for w in self.windows() if w == w]
             data.update({
-                "fidelity": 1 - err / change if change > 0 else float("nan"),
+                "fidelity": (1 - err / change if change > 0 else  # only key frames: the teacher's outputs
+                             1.0 if all(_exact(r) for r in self.rows) else float("nan")),
                 "top1": sum(r["top1_agree"] for r in self.rows) / self.frames,
                 "windows_64": len(wins),
                 "windows_64_on_target": (sum(w >= self.config.target for w in wins) / len(wins) if wins
@@ -119,8 +122,8 @@ class OnlineReport:
 
 def window_fidelity(rows: list[dict], size: int = 64) -> list[float]:
     """``1 - sum(sq_err) / sum(sq_teacher_change)`` over consecutive windows of ``size`` rows (a shorter last
-    window is left out). A window of key frames only is the teacher's output: 1; any other window where the
-    teacher's output did not change: NaN."""
+    window is left out). A window of the teacher's outputs only (key frames, probes) is 1; any other window
+    where the teacher's output did not change: NaN."""
     out = []
     for start in range(0, len(rows) - size + 1, size):
         part = rows[start:start + size]
@@ -129,8 +132,13 @@ def window_fidelity(rows: list[dict], size: int = 64) -> list[float]:
         if change > 0:
             out.append(1 - err / change)
         else:
-            out.append(1.0 if all(int(r["key"]) for r in part) else float("nan"))
+            out.append(1.0 if all(_exact(r) for r in part) else float("nan"))
     return out
+
+
+def _exact(row: dict) -> bool:
+    """Whether the row's output is the teacher's (a key frame or a probe's frame)."""
+    return bool(int(row["key"]) or int(row.get("probe", 0)))
 
 
 def _sq(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -179,7 +187,7 @@ class _OnlineRun:
         self.model, self.engine, self.config, self.trainer, self.checks = model, engine, config, trainer, checks
         self.teacher = model.teacher
         hw = (int(first.shape[-2]), int(first.shape[-1]))
-        self.controller = Controller(config, scalable=engine.scaled_gates(hw) > 0, probes=checks)
+        self.controller = Controller(config, scalable=engine.scaled_gates(hw) > 0, checks=checks)
         self.report = OnlineReport(config, hw, float(model.cost(hw).teacher_macs), "")
         if not self.controller.scalable:
             self.report.log.append("the model has no running a/w gates: only the interval adapts")
@@ -205,9 +213,9 @@ class _OnlineRun:
     def frame(self, index: int, x: torch.Tensor) -> None:
         c, controller = self.config, self.controller
         cut = self.prev is not None and float(relative_change(x, self.prev)) > c.cut_threshold
-        row = {"frame": index, "key": 0, "dense": 0, "cut": int(cut), "check_err": "", "check_change": "",
-               "interval": controller.interval, "gate_scale": controller.scale, "event": "", "macs": 0.0,
-               "ms": 0.0, "train_steps": 0}
+        row = {"frame": index, "key": 0, "dense": 0, "probe": 0, "cut": int(cut), "check_err": "",
+               "check_change": "", "interval": controller.interval, "gate_scale": controller.scale, "event": "",
+               "macs": 0.0, "ms": 0.0, "train_steps": 0}
         start = time.perf_counter()
         if controller.dense:
             self._dense(row, x, cut)
@@ -216,9 +224,11 @@ class _OnlineRun:
         else:
             self.outputs = self.engine.delta_frame(x)
             row["macs"] = self.engine.last_frame_macs()
+            self.group_cost.append(1e3 * (time.perf_counter() - start) if c.cost == "ms" else row["macs"])
+            if controller.probing:  # the teacher gives the output; the delta frame ran for the check alone
+                self.outputs = self.engine.dense_frame(x, keep_reference=True)
+                row.update(probe=1, macs=row["macs"] + self.report.teacher_macs)
         row["ms"] = 1e3 * (time.perf_counter() - start)
-        if not row["key"]:
-            self.group_cost.append(row["ms"] if c.cost == "ms" else row["macs"])
         self.since_key += 1
         self.prev = x
         self.report.rows.append(row)
@@ -240,7 +250,7 @@ class _OnlineRun:
             check_start = time.perf_counter()
             check_logits = self.teacher.logits_from_features(engine.delta_frame(x)[0])
             check_macs = engine.last_frame_macs()
-            # the check is a delta frame too: in a probe, the only one
+            # the check is a delta frame of the group too
             self.group_cost.append(1e3 * (time.perf_counter() - check_start) if c.cost == "ms" else check_macs)
         key_start = time.perf_counter()
         self.outputs = engine.key_frame(x)
@@ -279,7 +289,8 @@ class _OnlineRun:
         ref = given[index:index + 1] if given is not None else \
             teacher.logits_from_features(self.model.teacher_forward(x))
         out = self.logits if row["key"] else teacher.logits_from_features(self.outputs[0])
+        exact = row["key"] or row["probe"]  # the teacher's output: no change to count, as on a key frame
         row.update(top1_agree=int(out.argmax() == ref.argmax()), sq_err=_sq(out, ref),
-                   sq_teacher_change=_sq(ref, self.key_ref) if not row["key"] else 0.0)
+                   sq_teacher_change=0.0 if exact else _sq(ref, self.key_ref))
         if row["key"]:
             self.key_ref = ref

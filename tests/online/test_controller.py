@@ -50,11 +50,11 @@ def test_a_steady_scene_settles_instead_of_oscillating():
 
 
 def test_a_check_worse_than_reuse_falls_back_to_the_finest_gates():
-    c = Controller(OnlineConfig(min_interval=2, min_scale=1 / 8, cost="macs"))
+    c = Controller(OnlineConfig(min_interval=2, min_scale=1 / 8, cost="macs", probes=False))
     d = c.decide(Check(2.0, 1.0, False, 10.0, 100.0))
     assert d.event == "fallback" and "reuse" in d.reason
     assert (c.interval, c.scale) == (4, 1 / 8)
-    c = Controller(OnlineConfig(min_interval=2, cost="macs"), scalable=False)
+    c = Controller(OnlineConfig(min_interval=2, cost="macs", probes=False), scalable=False)
     c.decide(Check(2.0, 1.0, False, 10.0, 100.0))
     assert c.interval == 2  # no gates to refine: the shortest interval
 
@@ -81,9 +81,7 @@ def test_a_cut_resets_the_knobs_to_their_start():
     _drive(c, 0.0, 20)
     assert c.interval > 8
     d = c.cut()
-    assert (d.interval, d.scale, d.event) == (1, 1.0, "cut")  # an exact probe first,
-    assert c.group_interval == 8  # then a group from the start
-    assert c.decide(_check(0.99)).interval == 8
+    assert (d.interval, d.scale, d.event) == (8, 1.0, "cut") and c.probing  # an exact probe first
 
 
 def test_delta_groups_dearer_than_the_teacher_alone_hand_over_to_it_then_probe_again():
@@ -92,7 +90,7 @@ def test_delta_groups_dearer_than_the_teacher_alone_hand_over_to_it_then_probe_a
     assert d.event == "dense" and c.dense and c.interval == 1
     assert [c.dense_frame() for _ in range(3)] == [None] * 3
     probe = c.dense_frame()
-    assert probe.event == "probe" and not c.dense and (c.interval, c.group_interval) == (1, 8)
+    assert probe.event == "probe" and not c.dense and c.interval == 8 and c.probing
     d = c.decide(Check(0.0, 1.0, True, delta_cost=40.0, key_cost=60.0, dense_cost=30.0))
     assert d.event == "dense"
     assert sum(c.dense_frame() is None for _ in range(8)) == 7  # the probe confirmed it: twice as long
@@ -104,17 +102,29 @@ def test_delta_groups_dearer_than_the_teacher_alone_hand_over_to_it_then_probe_a
 
 
 def test_a_probe_measures_exactly_and_may_shrink_but_not_grow():
-    """The stream's start is a probe: a key frame, then a key frame with its check (interval 1); what follows
-    is a group at the knobs' levels, grown only by the checks of groups."""
+    """The stream's start is a probe (a group in the teacher's shadow); what follows is a group at the knobs'
+    levels, grown only by the checks of groups."""
     c = Controller(OnlineConfig(cost="macs", patience=1))
-    assert c.probing and c.interval == 1
-    c.decide(_check(0.99))
-    assert not c.probing and c.interval == 8
-    c = Controller(OnlineConfig(cost="macs"))
-    d = c.decide(_check(0.5))  # a clear miss on the probe backs off before any group ran
-    assert d.event == "shrink" and (d.interval, d.scale) == (4, 0.5)
-    c = Controller(OnlineConfig(cost="macs"), probes=False)  # a fixed schedule: no probe
+    assert c.probing and c.interval == 8
+    assert c.decide(_check(0.99)).event == "hold"
+    assert not c.probing and c.decide(_check(0.99)).event == "grow interval"
+    c = Controller(OnlineConfig(cost="macs", probes=False))  # a fixed schedule: no probe
     assert c.interval == 8 and c.cut().interval == 8
+    assert Controller(OnlineConfig(cost="macs"), checks=False).interval == 8
+
+
+def test_a_probe_that_misses_probes_again_finer_and_at_the_bottom_hands_over_to_the_teacher():
+    """No group runs on a level a probe saw miss: the next probe is at the shrunk levels; a miss with both
+    knobs at their lowest leaves the teacher alone."""
+    c = Controller(OnlineConfig(cost="macs", min_interval=4, min_scale=0.5))
+    d = c.decide(_check(0.5))  # a clear miss: both knobs back off, and the next group is a probe again
+    assert (d.event, d.interval, d.scale) == ("probe", 4, 0.5) and c.probing
+    d = c.decide(_check(0.5))  # missed at the bottom
+    assert d.event == "dense" and "finest" in d.reason and c.dense
+    c = Controller(OnlineConfig(cost="macs"))
+    c.decide(_check(0.5))
+    d = c.decide(_check(0.95))  # the finer level passes: its group runs
+    assert d.event == "hold" and not c.probing and c.interval == 4
 
 
 def test_without_gates_only_the_interval_moves():
@@ -124,7 +134,7 @@ def test_without_gates_only_the_interval_moves():
 
 
 def test_top1_target():
-    c = Controller(OnlineConfig(target_fidelity=None, target_top1=0.9, cost="macs"))
+    c = Controller(OnlineConfig(target_fidelity=None, target_top1=0.9, cost="macs", probes=False))
     d = c.decide(Check(0.5, 1.0, False, 10.0, 100.0))
     assert d.event == "shrink"
 
