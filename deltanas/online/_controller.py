@@ -150,7 +150,8 @@ class Controller:
     Where a delta group costs more per frame than the teacher alone (``DENSE_MARGIN``), the teacher alone
     runs (``dense``) for ``dense_probe`` frames, then a probe measures again; each probe that finds the same
     doubles the wait, up to ``MAX_DENSE_HOLD`` times ``dense_probe``, and a scene cut brings the next probe
-    within ``dense_probe`` frames.
+    within ``dense_probe`` frames; delta frames that alone cost more than the teacher end their group at once
+    (:meth:`delta_costs`).
 
     Where the controller knows nothing of the scene (the stream's start, a scene cut, the end of a spell of
     the teacher alone) and the config's ``probes`` is on, the next group is an exact ``probe``: a group whose
@@ -164,6 +165,7 @@ class Controller:
     MAX_DENSE_HOLD = 8  # probes at least every 8 x dense_probe frames
     DELTA_SAVING = 1 / 3  # share of a delta frame's cost one scale step is assumed to save
     CLEAR_MISS = 0.1  # a check this far below the target: the scene changed
+    EARLY_FRAMES = 2  # delta frames measured before their cost alone can end a group
 
     def __init__(self, config: OnlineConfig, scalable: bool = True, checks: bool = True) -> None:
         self.config = config
@@ -238,18 +240,30 @@ class Controller:
         if dearer or (missed and bottom):  # the teacher alone: cheaper here, or the only level left; exact
             if decision.event.startswith("grow"):
                 self.grown.level -= 1
-            if self.after_dense:  # confirmed: probe half as often
-                self.dense_hold = min(2 * self.dense_hold, c.dense_probe * self.MAX_DENSE_HOLD)
-            self.dense_left, self.recent, self.streak, self.grown = self.dense_hold, [], 0, None
-            self.after_dense = False
-            return self._decision("dense", f"delta groups ({group:.3g} per frame) cost more than the teacher "
-                                           f"alone ({dense:.3g})" if dearer else
+            return self._go_dense(f"delta groups ({group:.3g} per frame) cost more than the teacher alone "
+                                  f"({dense:.3g})" if dearer else
                                   "a probe at the finest gates and the shortest interval missed the target")
         if missed:  # no group on a level known to miss: probe again, finer
             self.probing = True
             return self._decision("probe", decision.reason + "; probing again")
         self.dense_hold, self.after_dense = c.dense_probe, False
         return decision
+
+    def delta_costs(self, costs: list[float], dense_cost: float) -> Decision | None:
+        """After each delta frame of a group, its frames' ``costs`` so far: where their mean alone exceeds the
+        teacher alone's (by ``DENSE_MARGIN``, over ``EARLY_FRAMES`` frames at least), no check can keep the
+        group, and the teacher alone takes over at once."""
+        if len(costs) < self.EARLY_FRAMES or sum(costs) / len(costs) <= dense_cost * (1 + self.DENSE_MARGIN):
+            return None
+        return self._go_dense(f"delta frames ({sum(costs) / len(costs):.3g} each) cost more than the teacher "
+                              f"alone ({dense_cost:.3g})")
+
+    def _go_dense(self, reason: str) -> Decision:
+        if self.after_dense:  # confirmed: probe half as often
+            self.dense_hold = min(2 * self.dense_hold, self.config.dense_probe * self.MAX_DENSE_HOLD)
+        self.dense_left, self.recent, self.streak, self.grown = self.dense_hold, [], 0, None
+        self.after_dense = self.probing = False
+        return self._decision("dense", reason)
 
     def _accuracy(self, check: Check, may_grow: bool = True) -> Decision:
         c = self.config

@@ -228,6 +228,8 @@ class _OnlineRun:
             if controller.probing:  # the teacher gives the output; the delta frame ran for the check alone
                 self.outputs = self.engine.dense_frame(x, keep_reference=True)
                 row.update(probe=1, macs=row["macs"] + self.report.teacher_macs)
+            if self.checks:
+                self._apply(row, controller.delta_costs(self.group_cost, self.dense_cost))
         row["ms"] = 1e3 * (time.perf_counter() - start)
         self.since_key += 1
         self.prev = x

@@ -127,6 +127,14 @@ def test_a_probe_that_misses_probes_again_finer_and_at_the_bottom_hands_over_to_
     assert d.event == "hold" and not c.probing and c.interval == 4
 
 
+def test_delta_frames_that_alone_cost_more_than_the_teacher_end_their_group_at_once():
+    c = Controller(OnlineConfig(cost="ms", dense_probe=4))
+    assert c.delta_costs([50.0], 30.0) is None  # one frame is not a measurement yet
+    assert c.delta_costs([30.0, 32.0], 30.0) is None  # within the margin
+    d = c.delta_costs([50.0, 45.0], 30.0)
+    assert d.event == "dense" and c.dense and not c.probing and "delta frames" in d.reason
+
+
 def test_without_gates_only_the_interval_moves():
     c = Controller(OnlineConfig(cost="macs"), scalable=False)
     _drive(c, 0.0, 20)
