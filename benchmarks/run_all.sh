@@ -114,7 +114,7 @@ $PY benchmarks/engine_speed.py --videos bundled --keyframes 8 16 --out benchmark
 # 10. online streams (BENCHMARKS.md, online streams): the controller against fixed (interval, threshold) pairs
 #     calibrated on other clips, the teacher alone and key-frame reuse, on streams cut from both regimes
 if [ -d ../shared/video ]; then
-    $PY benchmarks/online_streams.py --targets 0.85 0.7 --out benchmarks/results/online_streams.md
+    $PY benchmarks/online_streams.py --targets 0.85 0.7 --macs-controller --out benchmarks/results/online_streams.md
 fi
 # 11. latency budgets (deltanas profile, search --target-ms): profile this machine at 2 threads on the static clips,
 #     search at three targets in ms per frame (shares of the profiled key frame), time each derived model on
