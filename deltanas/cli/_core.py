@@ -101,8 +101,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help="relative change between consecutive frames that counts as a scene cut (default 0.1)")
     g.add_argument("--cost", choices=["ms", "macs"], default="ms", help="what the controller saves (default ms)")
     g.add_argument("--no-probes", action="store_true",
-                   help="no exact probe (a key frame, then a checked key frame) before the groups at the start, at "
-                        "scene cuts and after spells of the teacher alone")
+                   help="no exact probe (a group run beside the teacher, whose outputs are given, until its check) "
+                        "at the start, at scene cuts and after spells of the teacher alone")
     g.add_argument("--train-steps", type=int, default=0, metavar="N",
                    help="optimiser steps on each key frame's teacher output (a model with students; default 0)")
     g.add_argument("--train-lr", type=float, default=1e-4)

@@ -81,7 +81,7 @@ class OnlineReport:
             change = sum(r["sq_teacher_change"] for r in self.rows)
             wins = [w for w in self.windows() if w == w]
             data.update({
-                "fidelity": (1 - err / change if change > 0 else  # only key frames: the teacher's outputs
+                "fidelity": (1 - err / change if change > 0 else  # every output the teacher's: exact
                              1.0 if all(_exact(r) for r in self.rows) else float("nan")),
                 "top1": sum(r["top1_agree"] for r in self.rows) / self.frames,
                 "windows_64": len(wins),
