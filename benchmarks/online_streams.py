@@ -107,10 +107,8 @@ def main() -> None:
                 runs = [part["online_frames"]] + ([part["online_macs_frames"]] if "online_macs_frames" in part else [])
                 for row, frames in zip(part["rows"], runs):
                     wins = [w for w in window_fidelity(frames, 64) if w == w]
-                    err, change = (sum(float(r[c]) for r in frames) for c in ("sq_err", "sq_teacher_change"))
                     row.update(window_fidelity=wins, on_target=_on_target(wins, float(target)), windows=len(wins),
-                               fidelity=1 - err / change if change > 0 else 1.0 if all(int(r["key"]) for r in frames)
-                               else float("nan"))
+                               fidelity=window_fidelity(frames, len(frames))[0])
         args.out.write_text(_markdown(results, args))
         return
     torch.set_num_threads(args.threads)
@@ -236,15 +234,15 @@ def _markdown(results: dict, args) -> str:
                 f"Teacher alone: {s['teacher_runtime']} {s['teacher_ms']:.1f} ms/frame (median of 3 passes over 64 "
                 f"frames), {s['teacher_macs'] / 1e6:.0f} MMACs, fidelity 1.", "",
                 "| target | design | ms/frame | vs teacher alone | MMACs/frame | key frames | frames on the teacher "
-                "alone | frames in probes | fidelity | top-1 | 64-frame windows on target | fallbacks | frames from a cut to a passing "
-                "check |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "alone | frames in probes | fidelity | top-1 | 64-frame windows on target | fallbacks | frames from a "
+                "cut to a passing check |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for target, part in s["targets"].items():
             for r in part["rows"]:
                 rec = r["recovery"]
                 out.append(f"| {target} | {r['design']} | {r['ms']:.1f} | {s['teacher_ms'] / r['ms']:.2f}x | "
                            f"{r['macs'] / 1e6:.0f} | {r['keys']} | {r['dense_frames']} | {r.get('probe_frames', 0)} | "
-                           f"{r['fidelity']:.3f} | "
-                           f"{100 * r['top1']:.1f}% | {100 * r['on_target']:.0f}% of {r['windows']} | {r['fallbacks']} | "
+                           f"{r['fidelity']:.3f} | {100 * r['top1']:.1f}% | "
+                           f"{100 * r['on_target']:.0f}% of {r['windows']} | {r['fallbacks']} | "
                            + (f"median {statistics.median(rec):.0f}, max {max(rec)}" if rec else "-") + " |")
     return "\n".join(out) + "\n"
 
