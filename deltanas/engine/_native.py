@@ -31,7 +31,7 @@ __all__ = ["available", "why_unavailable", "build_program", "NativeProgram"]
 
 _OP = {"input": 1, "affine": 2, "gate": 3, "gate_reset": 4, "conv1": 5, "convk": 6, "act": 7, "add": 8,
        "cat": 9, "maxpool": 10, "avgpool": 11, "global_pool": 12, "nearest": 13, "accumulate": 14, "state_norm": 15,
-       "keygate": 16, "keygate_reset": 17}
+       "keygate": 16, "keygate_reset": 17, "act_gate": 18}
 _ACT = {"relu": 0, "hardtanh": 1, "silu": 2, "hardswish": 3, "hardsigmoid": 4, "sigmoid": 5, "tanh": 6,
         "leaky_relu": 7, "gelu": 8}
 _GATE = {"a": 0, "w": 0, "t": 1, "p": 2}
@@ -166,8 +166,9 @@ class _Scratch:
             if g is None or not isinstance(node, (ConvNode, MaxPoolNode, AvgPoolNode)):
                 continue
             hp, wp = g.padded_hw
-            need["mark"] = max(need["mark"], g.out_h * g.out_w)
-            if isinstance(node, AvgPoolNode) or (isinstance(node, ConvNode) and not g.is_pointwise):
+            need["mark"] = max(need["mark"], g.out_h * g.out_w, g.in_h * g.in_w)  # depthwise: marks inputs too
+            if isinstance(node, AvgPoolNode) or (isinstance(node, ConvNode) and not g.is_pointwise
+                                                 and not (node.is_depthwise and node.rule != "keygate")):
                 need["frame"] = max(need["frame"], hp * wp * g.in_c)
             if isinstance(node, ConvNode) and not node.is_depthwise and (not g.is_pointwise or node.rule == "keygate"):
                 need["patches"] = max(need["patches"], g.out_h * g.out_w * g.taps * (g.in_c // node.groups))
@@ -223,6 +224,7 @@ class NativeProgram:
         self.macs = torch.zeros(max(len(names), 1), dtype=torch.float64)
         self.macs_names = names
         self._macs_slot = {name: i for i, name in enumerate(names)}
+        self.fused = _fused_activations(graph)
         self.segments: list[torch.Tensor | _PythonStep] = []
         self.python_nodes: list[Node] = []
         self.steps: list[tuple[Node, torch.Tensor | _PythonStep]] = []  # node by node, for profiling
@@ -349,6 +351,8 @@ class NativeProgram:
             return self._instr("affine", b.words(node.inputs[0]), b.words(node.output),
                                self._hold(node.scale.float()), info.c)
         if isinstance(node, ActivationNode):
+            if node.output in self.fused:  # runs inside the gate it feeds
+                return []
             return self._instr("act", b.words(node.inputs[0]), b.words(node.output),
                                state[node.buffer("state")].data_ptr(), tensors[node.output].c, *self._act_words(node))
         mark = self.scratch.mark.data_ptr()
@@ -408,7 +412,11 @@ class NativeProgram:
             dirty_list = self._hold(torch.zeros(hw, dtype=torch.int32))
             dirty_count = self._hold(torch.zeros(1, dtype=torch.int64))
             weight = self._hold(gate.channel_weight.float()) if gate.channel_weight is not None else 0
-            words += self._instr("gate", b.words(source), passed, acc.data_ptr(), g.in_c, hw,
+            act = self.fused.get(source)
+            head = ["gate", b.words(source)] if act is None else \
+                ["act_gate", b.words(source)[2], self.state[act.buffer("state")].data_ptr(), *self._act_words(act),
+                 b.words(act.inputs[0])]
+            words += self._instr(*head, passed, acc.data_ptr(), g.in_c, hw,
                                  _GATE[gate.kind], _real(gate.value), weight,
                                  self.state[node.buffer("key_norm")].data_ptr(), dirty, dirty_list, dirty_count,
                                  self._macs_ptr(node.name), 2 if gate.channel_weight is not None else 1)
@@ -428,8 +436,7 @@ class NativeProgram:
         words += self._instr("convk", source_words, b.words(node.output), _window(g), node.groups,
                              int(node.is_depthwise), self._conv_weight_words(node, window=True),
                              sc.frame.data_ptr(), sc.mark.data_ptr(),
-                             sc.patches.data_ptr(), self._macs_ptr(node.name), node.position_macs,
-                             _real(node.dense_above))
+                             sc.patches.data_ptr(), self._macs_ptr(node.name), node.position_macs)
         return words
 
     @staticmethod
@@ -468,6 +475,19 @@ class NativeProgram:
         k, n = w.shape
         panels = F.pad(w, (0, (-n) % 8)).view(k, -1, 8).permute(1, 0, 2).contiguous()
         return [self._hold(w), self._hold(panels), k, n]
+
+
+def _fused_activations(graph: EngineGraph) -> dict[int, ActivationNode]:
+    """Activations whose output only a running gate reads (not a graph output): the gate runs them
+    (``act_gate``), so their output change is never written out as a message. By output tensor."""
+    readers: dict[int, int] = {}
+    for node in graph.nodes:
+        for t in node.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    acts = {n.output: n for n in graph.nodes if isinstance(n, ActivationNode)}
+    return {n.inputs[0]: acts[n.inputs[0]] for n in graph.nodes
+            if isinstance(n, ConvNode) and n.rule == "gate" and n.inner is None and n.inputs[0] in acts
+            and readers[n.inputs[0]] == 1 and n.inputs[0] not in graph.outputs}
 
 
 def _window(g) -> list[int]:

@@ -179,9 +179,6 @@ class ConvNode(Node):
     # an a / w gate whose input is an activation's output derives the key frame's norm from that activation's
     # kept input (cheaper than a dense runtime exporting it)
     norm_source: "ActivationNode | None" = None
-    # depthwise: at most this share of changed input positions, each change adds its taps into the outputs it
-    # reaches; above it, every reached output computes its whole window (measured break-even, see profile)
-    dense_above: float = 0.25
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -274,8 +271,8 @@ class ConvNode(Node):
         else:
             out = conv_message(msg, self.geometry, self._weights(frame.dtype), self.groups)
         g = self.geometry
-        if self.is_depthwise and self.inner is None and msg.idx.numel() <= self.dense_above * g.in_h * g.in_w:
-            frame.count(self.name, g.reach(msg.idx) * g.in_c)  # driven by the changed inputs: their reached taps
+        if self.is_depthwise and self.inner is None:
+            frame.count(self.name, g.reach(msg.idx) * g.in_c)  # each output sums its changed inputs' taps
         else:
             frame.count(self.name, out.idx.numel() * self.position_macs)
         frame.msgs[self.output] = out

@@ -223,10 +223,56 @@ inline float row_norm(const float* row, const float* weight, int64_t c) {
     return std::sqrt(s);
 }
 
+inline float act(int64_t kind, float x, float p0, float p1) {
+    switch (kind) {
+        case 0: return x > 0.0f ? x : 0.0f;                                     // relu
+        case 1: return x < p0 ? p0 : (x > p1 ? p1 : x);                         // hardtanh(p0, p1), relu6
+        case 2: return x / (1.0f + std::exp(-x));                               // silu
+        case 3: { float r = std::min(std::max(x + 3.0f, 0.0f), 6.0f); return x * r / 6.0f; }  // hardswish
+        case 4: return std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;         // hardsigmoid
+        case 5: return 1.0f / (1.0f + std::exp(-x));                            // sigmoid
+        case 6: return std::tanh(x);                                            // tanh
+        case 7: return x > 0.0f ? x : x * p0;                                   // leaky_relu(p0)
+        case 8: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));  // gelu
+    }
+    return x;
+}
+
+template <int KIND>
+inline bool act_row(float* __restrict s, const float* __restrict d, float* __restrict o, int64_t c, float p0,
+                    float p1) {
+    int any = 0;
+    #pragma omp simd reduction(| : any)
+    for (int64_t ch = 0; ch < c; ++ch) {
+        float old = s[ch], now = old + d[ch];
+        s[ch] = now;
+        float y;
+        if (KIND == 1) y = std::min(std::max(now, p0), p1) - std::min(std::max(old, p0), p1);
+        else if (KIND == 0) y = std::max(now, 0.0f) - std::max(old, 0.0f);
+        else y = act(KIND, now, p0, p1) - act(KIND, old, p0, p1);
+        o[ch] = y;
+        any |= y != 0.0f;
+    }
+    return any;
+}
+
+typedef bool (*act_row_fn)(float*, const float*, float*, int64_t, float, float);
+const act_row_fn ACT_ROWS[] = {act_row<0>, act_row<1>, act_row<2>, act_row<3>, act_row<4>, act_row<5>, act_row<6>,
+                               act_row<7>, act_row<8>};
+
+// An activation in front of a gate, run inside it (act_gate): f(state + d) - f(state) per row into a scratch
+// row, never written out as a message; rows whose output did not change drop out, as op_act drops them.
+struct ActPrefix {
+    float* state = nullptr;
+    int64_t kind = 0;
+    float p0 = 0.0f, p1 = 0.0f;
+};
+
 // A running-reference gate: the change joins what is held back (acc); what passes leaves it.
 // kind 0: norm > value x key norm (a, w); 1: norm > value x the mean norm over all positions (t);
-// 2: the top ceil(value x positions) positions by norm (p).
-void op_gate(Args& a) {
+// 2: the top ceil(value x positions) positions by norm (p). With an activation prefix, in.val holds the
+// activation's input change and ``act_out_count`` receives how many rows its output changed.
+void gate(Args& a, const ActPrefix* prefix, int64_t* act_out_count) {
     Msg in = a.msg(), out = a.msg();
     float* acc = a.ptr<float>();
     int64_t c = a.next(), hw = a.next(), kind = a.next();
@@ -239,6 +285,85 @@ void op_gate(Args& a) {
     double* macs = a.ptr<double>();
     int64_t norm_cost = a.next();
     int64_t n = *in.count;
+    const act_row_fn act = prefix ? ACT_ROWS[prefix->kind] : nullptr;
+    // the change of row i as the gate sees it: the message's, or the activation's output change (nullptr: none)
+    auto change = [&](int64_t i, float* scratch) -> const float* {
+        const float* d = in.val + i * c;
+        if (!act) return d;
+        return act(prefix->state + (int64_t)in.idx[i] * c, d, scratch, c, prefix->p0, prefix->p1) ? scratch : nullptr;
+    };
+    // 0: held back, 1: passes, 2: no change reached the gate
+    std::vector<uint8_t>& keep = keep_scratch(n);
+    uint8_t* __restrict status = keep.data();
+    int64_t seen = 0;
+    if (kind == 0) {
+        // One pass over each row: its held-back value plus the change goes straight into the output (passes) or
+        // back into acc (held). A row not dirty holds nothing back (acc is zero there): acc is not read, and
+        // not written when the row passes. Each thread takes a contiguous range of rows and writes what passes
+        // from its range's first slot on; the ranges are joined after.
+        const float limit = (float)value * key_norm[0];
+        int64_t lo[64], kept[64];
+        int threads = 1;
+        static thread_local std::vector<float> ones;
+        if (!weight && (int64_t)ones.size() < c) ones.assign(c, 1.0f);
+        const float* __restrict wt = weight ? weight : ones.data();  // times one: exact
+        #pragma omp parallel num_threads(std::min(64, threads_for(n * c * 3))) reduction(+ : seen)
+        {
+            const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            if (t == 0) threads = nt;
+            const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
+            lo[t] = i0;
+            static thread_local std::vector<float> scratch_row;
+            if ((int64_t)scratch_row.size() < c) scratch_row.resize(c);
+            int64_t slot = i0;
+            for (int64_t i = i0; i < i1; ++i) {
+                if (i + 2 < i1) {
+                    __builtin_prefetch(acc + (int64_t)in.idx[i + 2] * c);
+                    if (act) __builtin_prefetch(prefix->state + (int64_t)in.idx[i + 2] * c);
+                }
+                const float* __restrict d = change(i, scratch_row.data());
+                if (!d) { status[i] = 2; continue; }
+                ++seen;
+                const int32_t p = in.idx[i];
+                float* __restrict row = acc + (int64_t)p * c;
+                float* __restrict v = out.val + slot * c;
+                const bool held_before = dirty[p];
+                float sq = 0.0f;
+                if (held_before) {
+                    #pragma omp simd reduction(+ : sq)
+                    for (int64_t ch = 0; ch < c; ++ch) { v[ch] = row[ch] + d[ch]; sq += wt[ch] * v[ch] * v[ch]; }
+                } else {
+                    #pragma omp simd reduction(+ : sq)
+                    for (int64_t ch = 0; ch < c; ++ch) { v[ch] = d[ch]; sq += wt[ch] * v[ch] * v[ch]; }
+                }
+                if (std::sqrt(sq) > limit) {  // passed: the reference is up to date again, nothing held here
+                    status[i] = 1;
+                    out.idx[slot++] = p;
+                    if (held_before) std::memset(row, 0, sizeof(float) * c);
+                } else {
+                    status[i] = 0;
+                    std::memcpy(row, v, sizeof(float) * c);
+                }
+            }
+            kept[t] = slot - i0;
+        }
+        int64_t m = 0;
+        for (int t = 0; t < threads; ++t) {
+            if (m != lo[t] && kept[t]) {
+                std::memmove(out.idx + m, out.idx + lo[t], sizeof(int32_t) * kept[t]);
+                std::memmove(out.val + m * c, out.val + lo[t] * c, sizeof(float) * kept[t] * c);
+            }
+            m += kept[t];
+        }
+        for (int64_t i = 0; i < n; ++i) {
+            const int32_t p = in.idx[i];
+            if (status[i] == 0 && !dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
+        }
+        *out.count = m;
+        *macs += (double)norm_cost * seen * c;
+        if (act_out_count) *act_out_count = seen;
+        return;
+    }
     int64_t m = 0;
     auto pass = [&](int32_t p) {
         float* row = acc + (int64_t)p * c;
@@ -246,69 +371,58 @@ void op_gate(Args& a) {
         std::memset(row, 0, sizeof(float) * c);
         out.idx[m++] = p;
     };
-    if (kind == 0) {
-        // add the change and test the norm in one pass over each row (rows are independent: in parallel)
-        const float limit = (float)value * key_norm[0];
-        std::vector<uint8_t>& keep = keep_scratch(n);
-        uint8_t* __restrict passes = keep.data();
-        #pragma omp parallel for num_threads(threads_for(n * c * 3)) schedule(static)
-        for (int64_t i = 0; i < n; ++i) {
-            if (i + 2 < n) __builtin_prefetch(acc + (int64_t)in.idx[i + 2] * c);
-            float* __restrict row = acc + (int64_t)in.idx[i] * c;
-            const float* __restrict d = in.val + i * c;
-            float sq = 0.0f;
-            if (weight) {
-                #pragma omp simd reduction(+ : sq)
-                for (int64_t ch = 0; ch < c; ++ch) { float v = row[ch] + d[ch]; row[ch] = v; sq += weight[ch] * v * v; }
-            } else {
-                #pragma omp simd reduction(+ : sq)
-                for (int64_t ch = 0; ch < c; ++ch) { float v = row[ch] + d[ch]; row[ch] = v; sq += v * v; }
-            }
-            passes[i] = std::sqrt(sq) > limit;
-        }
-        for (int64_t i = 0; i < n; ++i) {
-            int32_t p = in.idx[i];
-            if (passes[i]) pass(p);  // passed: the reference is up to date again, nothing held here
-            else if (!dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
-        }
-        *macs += (double)norm_cost * n * c;
+    // frame-relative or top-p: over every position holding a change back
+    std::vector<float> scratch_row(act ? c : 0);
+    for (int64_t i = 0; i < n; ++i) {
+        const float* __restrict d = change(i, scratch_row.data());
+        if (!d) continue;
+        ++seen;
+        int32_t p = in.idx[i];
+        float* __restrict row = acc + (int64_t)p * c;
+        #pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch) row[ch] += d[ch];
+        if (!dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
+    }
+    if (act_out_count) *act_out_count = seen;
+    int64_t k = *dirty_count;
+    std::vector<std::pair<float, int32_t>> held;
+    held.reserve(k);
+    double total = 0.0;
+    for (int64_t j = 0; j < k; ++j) {
+        int32_t p = dirty_list[j];
+        float s = row_norm(acc + (int64_t)p * c, weight, c);
+        if (s > 0.0f) { held.emplace_back(s, p); total += s; }
+    }
+    *macs += (double)norm_cost * k * c;
+    if (kind == 1) {
+        float limit = (float)(value * (total / (double)hw));
+        for (auto& h : held) if (h.first > limit) pass(h.second);
     } else {
-        // frame-relative or top-p: over every position holding a change back
-        for (int64_t i = 0; i < n; ++i) {
-            int32_t p = in.idx[i];
-            float* __restrict row = acc + (int64_t)p * c;
-            const float* __restrict d = in.val + i * c;
-            #pragma omp simd
-            for (int64_t ch = 0; ch < c; ++ch) row[ch] += d[ch];
-            if (!dirty[p]) { dirty[p] = 1; dirty_list[(*dirty_count)++] = p; }
+        int64_t want = (int64_t)std::ceil(std::round(value * (double)hw * 1e6) / 1e6);
+        want = std::max<int64_t>(1, std::min<int64_t>(hw, want));
+        if ((int64_t)held.size() > want) {  // ties: the lower position first
+            std::nth_element(held.begin(), held.begin() + want, held.end(), [](const auto& x, const auto& y) {
+                return x.first > y.first || (x.first == y.first && x.second < y.second);
+            });
+            held.resize(want);
         }
-        int64_t k = *dirty_count;
-        std::vector<std::pair<float, int32_t>> held;
-        held.reserve(k);
-        double total = 0.0;
-        for (int64_t j = 0; j < k; ++j) {
-            int32_t p = dirty_list[j];
-            float s = row_norm(acc + (int64_t)p * c, weight, c);
-            if (s > 0.0f) { held.emplace_back(s, p); total += s; }
-        }
-        *macs += (double)norm_cost * k * c;
-        if (kind == 1) {
-            float limit = (float)(value * (total / (double)hw));
-            for (auto& h : held) if (h.first > limit) pass(h.second);
-        } else {
-            int64_t want = (int64_t)std::ceil(std::round(value * (double)hw * 1e6) / 1e6);
-            want = std::max<int64_t>(1, std::min<int64_t>(hw, want));
-            if ((int64_t)held.size() > want) {  // ties: the lower position first
-                std::nth_element(held.begin(), held.begin() + want, held.end(), [](const auto& x, const auto& y) {
-                    return x.first > y.first || (x.first == y.first && x.second < y.second);
-                });
-                held.resize(want);
-            }
-            std::sort(held.begin(), held.end(), [](const auto& x, const auto& y) { return x.second < y.second; });
-            for (auto& h : held) pass(h.second);
-        }
+        std::sort(held.begin(), held.end(), [](const auto& x, const auto& y) { return x.second < y.second; });
+        for (auto& h : held) pass(h.second);
     }
     *out.count = m;
+}
+
+void op_gate(Args& a) { gate(a, nullptr, nullptr); }
+
+// An activation and the gate it feeds, fused: [act's output count, act state, kind, p0, p1, gate's args...].
+void op_act_gate(Args& a) {
+    int64_t* act_out_count = a.ptr<int64_t>();
+    ActPrefix prefix;
+    prefix.state = a.ptr<float>();
+    prefix.kind = a.next();
+    prefix.p0 = (float)a.real();
+    prefix.p1 = (float)a.real();
+    gate(a, &prefix, act_out_count);
 }
 
 // Zero what a gate held back over the last group (at a key frame).
@@ -389,9 +503,9 @@ inline void for_reached(const Window& g, int y, int x, F&& f) {
     }
 }
 
-// The output positions whose window holds a changed input position, in order of discovery; mark (one int32
-// per output position, -1 between calls) holds each one's slot until the caller resets it.
-int64_t touched_keep_marks(const Window& g, const int32_t* idx, int64_t n, int32_t* mark, int32_t* out_idx) {
+// The output positions whose window holds a changed input position, in order of discovery. mark (one int32
+// per output position, -1 between calls) is -1 again on return.
+int64_t touched(const Window& g, const int32_t* idx, int64_t n, int32_t* mark, int32_t* out_idx) {
     int64_t m = 0;
     const int in_w = (int)g.in_w, out_w = (int)g.out_w;
     for (int64_t r = 0; r < n; ++r) {
@@ -401,12 +515,6 @@ int64_t touched_keep_marks(const Window& g, const int32_t* idx, int64_t n, int32
             if (slot < 0) { slot = (int32_t)m; out_idx[m++] = (int32_t)(oy * out_w + ox); }
         });
     }
-    return m;
-}
-
-// The same, marks reset.
-int64_t touched(const Window& g, const int32_t* idx, int64_t n, int32_t* mark, int32_t* out_idx) {
-    int64_t m = touched_keep_marks(g, idx, n, mark, out_idx);
     for (int64_t k = 0; k < m; ++k) mark[out_idx[k]] = -1;
     return m;
 }
@@ -426,45 +534,38 @@ inline void dw_tap(float* __restrict o, const float* __restrict w, const float* 
     for (int64_t ch = 0; ch < c; ++ch) o[ch] += w[ch] * src[ch];
 }
 
-// Depthwise k x k, driven by the changed inputs: each changed row adds its taps into the output rows it
-// reaches (fewer multiply-adds than computing every reached output's whole window, and no padded frame).
-// The reached outputs and their slots come first (serial, integers only); the multiply-adds then split the
-// channels between threads, so no two threads write one value. Returns the multiply-adds done.
-int64_t depthwise_scatter(const Window& g, const Msg& in, const float* __restrict w, int32_t* mark, Msg& out) {
-    const int in_w = (int)g.in_w, out_w = (int)g.out_w, kw = (int)g.kw;
+// Depthwise k x k: each reached output sums its window's changed inputs (mark, one int32 per position and
+// -1 between calls, first finds the reached outputs, then gives each changed input position its row). The
+// multiply-adds are exactly the (changed input, output) taps; outputs split between threads, each written
+// once. Returns the multiply-adds done.
+int64_t depthwise(const Window& g, const Msg& in, const float* __restrict w, int32_t* mark, Msg& out) {
     const int64_t c = g.in_c, n = *in.count;
-    int64_t m = touched_keep_marks(g, in.idx, n, mark, out.idx);
+    const int64_t m = touched(g, in.idx, n, mark, out.idx);
     *out.count = m;
     if (m == 0) return 0;
-    // (input row, tap, output slot) for every reached pair
-    static thread_local std::vector<int32_t> pairs;
-    pairs.clear();
-    for (int64_t r = 0; r < n; ++r) {
-        const int y = in.idx[r] / in_w, x = in.idx[r] % in_w;
-        for_reached(g, y, x, [&](int i, int j, int oy, int ox) {
-            pairs.push_back((int32_t)r);
-            pairs.push_back(i * kw + j);
-            pairs.push_back(mark[(int64_t)oy * out_w + ox]);
-        });
-    }
-    for (int64_t k = 0; k < m; ++k) mark[out.idx[k]] = -1;
-    const int64_t count = (int64_t)pairs.size() / 3;
-    const int32_t* __restrict pr = pairs.data();
-    const int threads = threads_for(count * c);
-    const int64_t chunk = threads > 1 ? ((c / threads + 7) / 8) * 8 : c;
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t c0 = 0; c0 < c; c0 += chunk) {
-        const int64_t c1 = std::min(c, c0 + chunk);
-        for (int64_t k = 0; k < m; ++k) std::memset(out.val + k * c + c0, 0, sizeof(float) * (c1 - c0));
-        for (int64_t q = 0; q < count; ++q) {
-            float* __restrict o = out.val + (int64_t)pr[3 * q + 2] * c;
-            const float* __restrict d = in.val + (int64_t)pr[3 * q] * c;
-            const float* __restrict wt = w + (int64_t)pr[3 * q + 1] * c;
-            #pragma omp simd
-            for (int64_t ch = c0; ch < c1; ++ch) o[ch] += wt[ch] * d[ch];
+    for (int64_t r = 0; r < n; ++r) mark[in.idx[r]] = (int32_t)r;
+    const int64_t in_h = g.in_h, in_w = g.in_w, out_w = g.out_w;
+    int64_t taps = 0;
+    #pragma omp parallel for reduction(+ : taps) num_threads(threads_for(m * c * g.kh * g.kw / 2)) schedule(static)
+    for (int64_t k = 0; k < m; ++k) {
+        float* __restrict o = out.val + k * c;
+        for (int64_t ch = 0; ch < c; ++ch) o[ch] = 0.0f;
+        const int64_t oy = out.idx[k] / out_w, ox = out.idx[k] % out_w;
+        for (int64_t i = 0; i < g.kh; ++i) {
+            const int64_t y = oy * g.sh - g.ph + i * g.dh;
+            if (y < 0 || y >= in_h) continue;
+            for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t x = ox * g.sw - g.pw + j * g.dw;
+                if (x < 0 || x >= in_w) continue;
+                const int32_t r = mark[y * in_w + x];
+                if (r < 0) continue;
+                dw_tap(o, w + (i * g.kw + j) * c, in.val + (int64_t)r * c, c);
+                ++taps;
+            }
         }
     }
-    return count * c;
+    for (int64_t r = 0; r < n; ++r) mark[in.idx[r]] = -1;
+    return taps * c;
 }
 
 // k x k convolution (dense or grouped: each reached output's window as a row of patches, one matrix product
@@ -530,9 +631,8 @@ void op_convk(Args& a) {
     float* patches = a.ptr<float>();
     double* macs = a.ptr<double>();
     int64_t pos_macs = a.next();
-    double dense_above = a.real();  // depthwise: above this share of changed inputs, compute windows whole
-    if (cv.depthwise && *in.count <= dense_above * g.in_h * g.in_w) {
-        *macs += (double)depthwise_scatter(g, in, cv.w, mark, out);
+    if (cv.depthwise) {
+        *macs += (double)depthwise(g, in, cv.w, mark, out);
         return;
     }
     int64_t m = touched(g, in.idx, *in.count, mark, out.idx);
@@ -679,43 +779,6 @@ void op_keygate_reset(Args& a) {
     }
     *sel_count = 0;
 }
-
-inline float act(int64_t kind, float x, float p0, float p1) {
-    switch (kind) {
-        case 0: return x > 0.0f ? x : 0.0f;                                     // relu
-        case 1: return x < p0 ? p0 : (x > p1 ? p1 : x);                         // hardtanh(p0, p1), relu6
-        case 2: return x / (1.0f + std::exp(-x));                               // silu
-        case 3: { float r = std::min(std::max(x + 3.0f, 0.0f), 6.0f); return x * r / 6.0f; }  // hardswish
-        case 4: return std::min(std::max(x + 3.0f, 0.0f), 6.0f) / 6.0f;         // hardsigmoid
-        case 5: return 1.0f / (1.0f + std::exp(-x));                            // sigmoid
-        case 6: return std::tanh(x);                                            // tanh
-        case 7: return x > 0.0f ? x : x * p0;                                   // leaky_relu(p0)
-        case 8: return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f));  // gelu
-    }
-    return x;
-}
-
-template <int KIND>
-inline bool act_row(float* __restrict s, const float* __restrict d, float* __restrict o, int64_t c, float p0,
-                    float p1) {
-    int any = 0;
-    #pragma omp simd reduction(| : any)
-    for (int64_t ch = 0; ch < c; ++ch) {
-        float old = s[ch], now = old + d[ch];
-        s[ch] = now;
-        float y;
-        if (KIND == 1) y = std::min(std::max(now, p0), p1) - std::min(std::max(old, p0), p1);
-        else if (KIND == 0) y = std::max(now, 0.0f) - std::max(old, 0.0f);
-        else y = act(KIND, now, p0, p1) - act(KIND, old, p0, p1);
-        o[ch] = y;
-        any |= y != 0.0f;
-    }
-    return any;
-}
-
-typedef bool (*act_row_fn)(float*, const float*, float*, int64_t, float, float);
-const act_row_fn ACT_ROWS[] = {act_row<0>, act_row<1>, act_row<2>, act_row<3>, act_row<4>, act_row<5>, act_row<6>,
-                               act_row<7>, act_row<8>};
 
 // f(state + d) - f(state) at the changed rows; rows whose output did not change drop out.
 void op_act(Args& a) {
@@ -893,9 +956,39 @@ void op_accumulate(Args& a) {
 
 // A key frame's mean per-position norm of an activation's output, from its kept input (what an a / w gate's
 // threshold is relative to): mean_p sqrt(sum_c weight_c f(state_pc)^2).
+#ifdef DELTANAS_AVX2
+// relu (KIND 0) and hardtanh (KIND 1) with channels in multiples of 8: the same sums, eight channels a step
+// (the generic loop does not vectorise the clamp and the weight together, and this pass reads every map).
+template <int KIND>
+double state_norm_sum_avx2(const float* __restrict state, int64_t hw, int64_t c, float p0, float p1,
+                           const float* __restrict weight) {
+    double total = 0.0;
+    #pragma omp parallel for reduction(+ : total) num_threads(threads_for(hw * c)) schedule(static)
+    for (int64_t p = 0; p < hw; ++p) {
+        const float* __restrict row = state + p * c;
+        const __m256 lo = _mm256_set1_ps(KIND == 1 ? p0 : 0.0f), hi = _mm256_set1_ps(p1);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t ch = 0; ch < c; ch += 8) {
+            __m256 y = _mm256_max_ps(_mm256_loadu_ps(row + ch), lo);
+            if (KIND == 1) y = _mm256_min_ps(y, hi);
+            __m256 yy = _mm256_mul_ps(y, y);
+            acc = weight ? _mm256_fmadd_ps(yy, _mm256_loadu_ps(weight + ch), acc) : _mm256_add_ps(yy, acc);
+        }
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+        total += std::sqrt(_mm_cvtss_f32(s4));
+    }
+    return total;
+}
+#endif
+
 template <int KIND>
 double state_norm_sum(const float* __restrict state, int64_t hw, int64_t c, float p0, float p1,
                       const float* __restrict weight) {
+#ifdef DELTANAS_AVX2
+    if ((KIND == 0 || KIND == 1) && c % 8 == 0) return state_norm_sum_avx2<KIND>(state, hw, c, p0, p1, weight);
+#endif
     double total = 0.0;
     #pragma omp parallel for reduction(+ : total) num_threads(threads_for(hw * c)) schedule(static)
     for (int64_t p = 0; p < hw; ++p) {
@@ -938,7 +1031,7 @@ void op_state_norm(Args& a) {
 typedef void (*op_fn)(Args&);
 const op_fn OPS[] = {nullptr, op_input, op_affine, op_gate, op_gate_reset, op_conv1, op_convk, op_act, op_add,
                      op_cat, op_maxpool, op_avgpool, op_global_pool, op_nearest, op_accumulate, op_state_norm,
-                     op_keygate, op_keygate_reset};
+                     op_keygate, op_keygate_reset, op_act_gate};
 const int64_t N_OPS = sizeof(OPS) / sizeof(OPS[0]);
 
 }  // namespace
