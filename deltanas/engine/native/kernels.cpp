@@ -186,18 +186,32 @@ void op_input(Args& a) {
         }
     }
     if (!finite) { *out.count = -1; return; }
-    int64_t n = 0;
-    for (int64_t p = 0; p < hw; ++p) {
-        if (!flags[p]) continue;
-        float* row = out.val + n * c;
-        for (int64_t ch = 0; ch < c; ++ch) {
-            float v = x[ch * hw + p];
-            row[ch] = v - state[ch * hw + p];
-            state[ch * hw + p] = v;
+    // the changed rows, in order: each thread counts its range of positions, then fills from its offset
+    const int threads = std::min(64, threads_for(hw * c));
+    int64_t first[65] = {0};
+    #pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t p0 = hw * t / nt, p1 = hw * (t + 1) / nt;
+        int64_t count = 0;
+        for (int64_t p = p0; p < p1; ++p) count += flags[p];
+        first[t + 1] = count;
+        #pragma omp barrier
+        int64_t n = 0;
+        for (int u = 0; u < t; ++u) n += first[u + 1];
+        for (int64_t p = p0; p < p1; ++p) {
+            if (!flags[p]) continue;
+            float* row = out.val + n * c;
+            for (int64_t ch = 0; ch < c; ++ch) {
+                float v = x[ch * hw + p];
+                row[ch] = v - state[ch * hw + p];
+                state[ch * hw + p] = v;
+            }
+            out.idx[n++] = (int32_t)p;
         }
-        out.idx[n++] = (int32_t)p;
+        #pragma omp barrier
+        if (t == nt - 1) *out.count = n;
     }
-    *out.count = n;
 }
 
 void op_affine(Args& a) {
@@ -339,10 +353,10 @@ void gate(Args& a, const ActPrefix* prefix, int64_t* act_out_count) {
                 if (std::sqrt(sq) > limit) {  // passed: the reference is up to date again, nothing held here
                     status[i] = 1;
                     out.idx[slot++] = p;
-                    if (held_before) std::memset(row, 0, sizeof(float) * c);
+                    if (held_before) for (int64_t ch = 0; ch < c; ++ch) row[ch] = 0.0f;  // loops: c may be 3
                 } else {
                     status[i] = 0;
-                    std::memcpy(row, v, sizeof(float) * c);
+                    for (int64_t ch = 0; ch < c; ++ch) row[ch] = v[ch];
                 }
             }
             kept[t] = slot - i0;
@@ -503,19 +517,24 @@ inline void for_reached(const Window& g, int y, int x, F&& f) {
     }
 }
 
-// The output positions whose window holds a changed input position, in order of discovery. mark (one int32
-// per output position, -1 between calls) is -1 again on return.
+// The output positions whose window holds a changed input position, row-major. mark (one int32 per output
+// position, -1 between calls) is -1 again on return. The changed inputs mark what they reach (in parallel:
+// every writer stores the same 0), then one scan lists the marked positions in order.
 int64_t touched(const Window& g, const int32_t* idx, int64_t n, int32_t* mark, int32_t* out_idx) {
-    int64_t m = 0;
     const int in_w = (int)g.in_w, out_w = (int)g.out_w;
+    #pragma omp parallel for num_threads(threads_for(n * g.kh * g.kw * 8)) schedule(static)
     for (int64_t r = 0; r < n; ++r) {
-        const int y = idx[r] / in_w, x = idx[r] % in_w;
-        for_reached(g, y, x, [&](int, int, int oy, int ox) {
-            int32_t& slot = mark[(int64_t)oy * out_w + ox];
-            if (slot < 0) { slot = (int32_t)m; out_idx[m++] = (int32_t)(oy * out_w + ox); }
+        for_reached(g, idx[r] / in_w, idx[r] % in_w, [&](int, int, int oy, int ox) {
+            __atomic_store_n(&mark[(int64_t)oy * out_w + ox], 0, __ATOMIC_RELAXED);
         });
     }
-    for (int64_t k = 0; k < m; ++k) mark[out_idx[k]] = -1;
+    int64_t m = 0;
+    const int64_t positions = g.out_h * g.out_w;
+    for (int64_t o = 0; o < positions; ++o) {
+        if (mark[o] < 0) continue;
+        mark[o] = -1;
+        out_idx[m++] = (int32_t)o;
+    }
     return m;
 }
 
