@@ -212,18 +212,23 @@ def create_key_runtime(name: str, gm: fx.GraphModule, example: torch.Tensor, thr
     runtimes = [_CLASSES[n](onnx, threads, targets) for n in candidates]
     if len(runtimes) == 1:
         return runtimes[0]
-    return min(runtimes, key=lambda rt: _median_seconds(rt, example))
+    return _fastest(runtimes, example)
 
 
-def _median_seconds(runtime: KeyRuntime, example: torch.Tensor, runs: int = 7) -> float:
+def _fastest(runtimes: Sequence[KeyRuntime], example: torch.Tensor, rounds: int = 9) -> KeyRuntime:
+    """The runtime with the least median time, timed in turns (one run of each per round), so that a change of
+    load on a shared machine falls on every runtime alike."""
     for _ in range(3):  # warm-up: the first runs after compiling are slower, and not alike across runtimes
-        runtime.run(example)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runtime.run(example)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[runs // 2]
+        for runtime in runtimes:
+            runtime.run(example)
+    times: list[list[float]] = [[] for _ in runtimes]
+    for _ in range(rounds):
+        for runtime, spent in zip(runtimes, times):
+            start = time.perf_counter()
+            runtime.run(example)
+            spent.append(time.perf_counter() - start)
+    medians = [sorted(spent)[rounds // 2] for spent in times]
+    return runtimes[medians.index(min(medians))]
 
 
 def dense_runtime(model, name: str, input_hw: tuple[int, int], threads: int) -> KeyRuntime:
