@@ -216,14 +216,16 @@ def create_key_runtime(name: str, gm: fx.GraphModule, example: torch.Tensor, thr
 
 
 def _fastest(runtimes: Sequence[KeyRuntime], example: torch.Tensor, rounds: int = 9) -> KeyRuntime:
-    """The runtime with the least median time, timed in turns (one run of each per round), so that a change of
-    load on a shared machine falls on every runtime alike."""
+    """The runtime with the least median time, timed in turns (each round times each once), so that a change of
+    load on a shared machine falls on every runtime alike. Each timed run follows an untimed one of the same
+    runtime: the threads another runtime leaves spinning right after its run would slow whichever comes next."""
     for _ in range(3):  # warm-up: the first runs after compiling are slower, and not alike across runtimes
         for runtime in runtimes:
             runtime.run(example)
     times: list[list[float]] = [[] for _ in runtimes]
     for _ in range(rounds):
         for runtime, spent in zip(runtimes, times):
+            runtime.run(example)
             start = time.perf_counter()
             runtime.run(example)
             spent.append(time.perf_counter() - start)
