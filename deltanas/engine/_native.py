@@ -35,6 +35,7 @@ _OP = {"input": 1, "affine": 2, "gate": 3, "gate_reset": 4, "conv1": 5, "convk":
 _ACT = {"relu": 0, "hardtanh": 1, "silu": 2, "hardswish": 3, "hardsigmoid": 4, "sigmoid": 5, "tanh": 6,
         "leaky_relu": 7, "gelu": 8}
 _GATE = {"a": 0, "w": 0, "t": 1, "p": 2}
+_ABI_VERSION = 2  # deltanas_abi_version() of kernels.cpp: the words of every op as emitted here
 
 
 @functools.lru_cache(maxsize=1)
@@ -48,6 +49,9 @@ def _library() -> tuple[ctypes.CDLL | None, str]:
         lib = ctypes.CDLL(spec.origin)
     except OSError as exc:
         return None, f"cannot load {spec.origin}: {exc}"
+    if lib.deltanas_abi_version() != _ABI_VERSION:
+        return None, (f"{spec.origin} is a build of other kernels (version {lib.deltanas_abi_version()}, "
+                      f"this deltanas needs {_ABI_VERSION}): reinstall, or `python setup.py build_ext --inplace`")
     lib.deltanas_init.argtypes = [ctypes.c_char_p]
     lib.deltanas_run.argtypes = [ctypes.c_void_p, ctypes.c_int64]
     lib.deltanas_run.restype = ctypes.c_int64
