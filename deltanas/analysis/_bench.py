@@ -17,8 +17,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..delta import DeltaModel
-from ..engine import SparseEngine, available_key_runtimes, dense_runtime, machine_name
+from ..delta import DeltaModel, KeyframePolicy
+from ..engine import (BF16_RUNTIME, DenseFallback, FrameSchedule, SparseEngine, available_dense_runtimes,
+                      dense_runtime, engine_stream, machine_name)
 from ._metrics import AgreementMeter
 
 __all__ = ["BenchResult", "bench", "machine_name", "speed_summary"]
@@ -30,7 +31,7 @@ class BenchResult:
 
     frames: int
     keyframe_interval: int
-    key_frames: int  # every K frames, and the first frame of each clip
+    key_frames: int  # every K frames and the first frame of each clip (with a fallback: of the last repeat)
     input_hw: tuple[int, int]
     threads: int
     machine: str
@@ -48,6 +49,7 @@ class BenchResult:
     fidelity: float
     repeats: int
     spread: dict[str, tuple[float, float]] = field(default_factory=dict)  # contender -> (min, max) ms per frame
+    dense_frames: int = 0  # frames the teacher alone ran (the dense fallback), of the last repeat
 
     @property
     def macs_ratio(self) -> float:
@@ -59,8 +61,10 @@ class BenchResult:
 
     @property
     def fastest_runtime(self) -> str:
-        """The dense runtime the teacher ran fastest in (timed in this run)."""
-        return min(self.teacher_ms_per_frame, key=self.teacher_ms_per_frame.get)
+        """The float32 dense runtime the teacher ran fastest in (timed in this run): the engine computes in
+        float32; ``openvino_bf16``, where timed, is beside it in ``teacher_ms_per_frame``."""
+        f32 = {rt: ms for rt, ms in self.teacher_ms_per_frame.items() if rt != BF16_RUNTIME}
+        return min(f32, key=f32.get)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -73,34 +77,33 @@ class BenchResult:
 @torch.no_grad()
 def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", keyframe_interval: int,
           repeats: int = 5, *, runtimes: list[str] | None = None, engine: SparseEngine | None = None,
-          teachers: dict[str, Callable] | None = None) -> BenchResult:
+          teachers: dict[str, Callable] | None = None, fallback: DenseFallback | None = None) -> BenchResult:
     """``frames``: one clip (T, 3, H, W) float in [0, 1], or several of one size (each starts with a key
-    frame). ``runtimes``: the dense teacher's runtimes to time (default every installed one), or ``teachers``
-    already built (:func:`~deltanas.engine.dense_runtime`, by runtime); ``engine``: the engine to time
-    (default: native where built, key frames in the fastest installed runtime)."""
+    frame). ``runtimes``: the dense teacher's runtimes to time (default every installed one, bfloat16 OpenVINO
+    included where the CPU computes it), or ``teachers`` already built (:func:`~deltanas.engine.dense_runtime`,
+    by runtime); ``engine``: the engine to time (default: native where built, key frames in the fastest
+    installed runtime); ``fallback``: the teacher alone where delta frames cost more (decided as it runs, so
+    each repeat may decide differently: the counts and agreement are the last repeat's)."""
     model.eval()
     clips = [frames] if isinstance(frames, torch.Tensor) else list(frames)
     k, hw = keyframe_interval, (int(clips[0].shape[-2]), int(clips[0].shape[-1]))
     threads = torch.get_num_threads()
     engine = engine or SparseEngine(model)
     if teachers is None:
-        teachers = {name: dense_runtime(model, name, hw, threads).run for name in runtimes or available_key_runtimes()}
+        teachers = {name: dense_runtime(model, name, hw, threads).run
+                    for name in runtimes or available_dense_runtimes()}
     single = [[f[None].contiguous() for f in clip] for clip in clips]
     engine.key_frame(single[0][0])  # builds the engine; warm-up below
+    dense_seconds = engine.dense_seconds(hw) if fallback is not None else None
 
-    def run_engine(record: dict) -> float:
+    def run_engine() -> tuple[float, list[FrameSchedule], list[float]]:
+        schedules, macs = [], []
         start = time.perf_counter()
         for clip in single:
-            for i, x in enumerate(clip):
-                t0 = time.perf_counter()
-                if i % k == 0:
-                    engine.key_frame(x)
-                    record["key"].append(time.perf_counter() - t0)
-                else:
-                    engine.delta_frame(x)
-                    record["delta"].append(time.perf_counter() - t0)
-                    record["macs"].append(engine.last_frame_macs())
-        return time.perf_counter() - start
+            schedule = FrameSchedule(KeyframePolicy(k), fallback, dense_seconds)
+            macs += [sum(f.macs.values()) for f in engine_stream(engine, clip, schedule) if f.macs]
+            schedules.append(schedule)
+        return time.perf_counter() - start, schedules, macs
 
     def run_teacher(fn) -> float:
         start = time.perf_counter()
@@ -111,27 +114,29 @@ def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", ke
 
     for fn in teachers.values():  # warm-up
         fn(single[0][0])
-    run_engine({"key": [], "delta": [], "macs": []})
+    run_engine()
     totals: dict[str, list[float]] = {name: [] for name in [*teachers, "engine"]}
-    record: dict[str, list[float]] = {"key": [], "delta": [], "macs": []}
     key_ms, delta_ms = [], []  # per repeat, the mean over its frames (what adds up to ms per frame)
     for _ in range(repeats):
         for name, fn in teachers.items():
             _settle()
             totals[name].append(run_teacher(fn))
         _settle()
-        record["key"], record["delta"] = [], []
-        totals["engine"].append(run_engine(record))
-        key_ms.append(1e3 * statistics.fmean(record["key"]))
-        delta_ms.append(1e3 * statistics.fmean(record["delta"]) if record["delta"] else float("nan"))
+        total, schedules, macs = run_engine()
+        totals["engine"].append(total)
+        spent = {kind: [sec for s in schedules for kd, sec in zip(s.kinds, s.seconds) if kd == kind]
+                 for kind in ("key", "delta")}
+        key_ms.append(1e3 * statistics.fmean(spent["key"]))
+        delta_ms.append(1e3 * statistics.fmean(spent["delta"]) if spent["delta"] else float("nan"))
     n = sum(len(clip) for clip in single)
     per = {name: [1e3 * t / n for t in ts] for name, ts in totals.items()}
-    top1, fidelity = _agreement(model, engine, single, k)
+    kinds = [s.kinds for s in schedules]
+    top1, fidelity = _agreement(model, engine, single, kinds)
     cost = model.cost(hw)
-    delta_macs = statistics.fmean(record["macs"]) if record["macs"] else 0.0
-    keys = sum(-(-len(clip) // k) for clip in single)
+    delta_macs = statistics.fmean(macs) if macs else 0.0
+    count = {kind: sum(ks.count(kind) for ks in kinds) for kind in ("key", "delta", "dense")}
     return BenchResult(
-        frames=n, keyframe_interval=k, key_frames=keys, input_hw=hw, threads=threads,
+        frames=n, keyframe_interval=k, key_frames=count["key"], input_hw=hw, threads=threads,
         machine=machine_name(),
         engine_backend=engine.backend, key_runtime=engine.key_runtime,
         teacher_ms_per_frame={name: statistics.median(per[name]) for name in teachers},
@@ -139,11 +144,12 @@ def bench(model: DeltaModel, frames: "torch.Tensor | Sequence[torch.Tensor]", ke
         delta_ms_per_delta_frame=statistics.median(delta_ms),
         key_ms_per_key_frame=statistics.median(key_ms),
         teacher_macs=cost.teacher_macs,
-        macs_per_frame=(keys * cost.teacher_macs + (n - keys) * delta_macs) / n,
+        macs_per_frame=((n - count["delta"]) * cost.teacher_macs + count["delta"] * delta_macs) / n,
         state_mib=engine.state_bytes(hw) / 2**20,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         top1=top1, fidelity=fidelity, repeats=repeats,
         spread={name: (min(v), max(v)) for name, v in per.items()},
+        dense_frames=count["dense"],
     )
 
 
@@ -159,14 +165,20 @@ def _settle() -> None:
 
 
 def _agreement(model: DeltaModel, engine: SparseEngine, clips: list[list[torch.Tensor]],
-               k: int) -> tuple[float, float]:
+               kinds: list[list[str]]) -> tuple[float, float]:
+    """Top-1 and fidelity on the delta frames, each group replayed as the benched stream ran it (frames of the
+    teacher alone are its outputs: not counted)."""
     teacher = model.teacher
     if teacher is None:
         return float("nan"), float("nan")
     meter = AgreementMeter(teacher.info.num_classes)
-    for clip in clips:
-        for start in range(0, len(clip), k):
-            group = clip[start:start + k]
+    for clip, clip_kinds in zip(clips, kinds):
+        starts = [i for i, kind in enumerate(clip_kinds) if kind == "key"]
+        for start in starts:
+            end = start + 1
+            while end < len(clip) and clip_kinds[end] == "delta":
+                end += 1
+            group = clip[start:end]
             ref = teacher.logits_from_features(model.teacher_forward(torch.cat(group)))
             outs = [engine.key_frame(group[0])[0]] + [engine.delta_frame(x)[0] for x in group[1:]]
             meter.update(ref, teacher.logits_from_features(torch.cat(outs)))

@@ -12,7 +12,8 @@ import torch
 
 from .._io import atomic_write_csv
 from ..delta import DeltaModel, KeyframePolicy, stream
-from ..engine import SparseEngine, dense_runtime
+from ..engine import DenseFallback, FrameSchedule, SparseEngine, dense_runtime, engine_stream
+from ..errors import ConfigError
 from ._bench import speed_words
 from ._gating import GatedSpend, measured_cost
 from ._metrics import Agreement, AgreementMeter
@@ -38,6 +39,7 @@ class StreamReport:
     teacher_macs: int
     agreement: Agreement
     rows: list[dict] = field(default_factory=list)
+    dense_frames: int = 0  # frames the teacher alone ran (the dense fallback)
 
     @property
     def speedup(self) -> float:
@@ -52,7 +54,8 @@ class StreamReport:
 
     def summary(self) -> list[str]:
         a = self.agreement
-        return [f"{self.frames} frames, {self.key_frames} key frames; agreement on the delta frames: top-1 "
+        dense = f", {self.dense_frames} of the teacher alone (delta frames cost more)" if self.dense_frames else ""
+        return [f"{self.frames} frames, {self.key_frames} key frames{dense}; agreement on the delta frames: top-1 "
                 f"{100 * a.top1:.1f}% (key-frame reuse {100 * a.reuse_top1:.1f}%), fidelity {a.fidelity:.3f}",
                 f"{self.ms_per_frame:.2f} ms/frame ({self.path}) vs the dense teacher in {self.teacher_runtime} "
                 f"{self.teacher_ms_per_frame:.2f} ms/frame: {speed_words(self.speedup)}; MACs/frame "
@@ -62,10 +65,14 @@ class StreamReport:
 
 @torch.no_grad()
 def run_stream(model: DeltaModel, frames: Sequence[torch.Tensor] | torch.Tensor, policy: KeyframePolicy, *,
-               engine: SparseEngine | None = None, teacher_runtime: str = "auto") -> StreamReport:
-    """Stream ``frames`` (T, 3, H, W) float in [0, 1] through ``model``: in ``engine`` (the sparse engine), or
-    on the reference path without one. The dense teacher runs the same frames in ``teacher_runtime``
-    (``auto``: the fastest installed) for the speed, and in PyTorch as the reference."""
+               engine: SparseEngine | None = None, teacher_runtime: str = "auto",
+               fallback: DenseFallback | None = None) -> StreamReport:
+    """Stream ``frames`` (T, 3, H, W) float in [0, 1] through ``model``: in ``engine`` (the sparse engine; with
+    ``fallback``, the teacher alone where delta frames cost more), or on the reference path without one. The
+    dense teacher runs the same frames in ``teacher_runtime`` (``auto``: the fastest installed) for the speed,
+    and in PyTorch as the reference. Agreement counts the delta frames."""
+    if fallback is not None and engine is None:
+        raise ConfigError("the dense fallback needs the sparse engine")
     teacher = model.teacher
     frames = torch.as_tensor(frames) if not isinstance(frames, torch.Tensor) else frames
     hw = (int(frames.shape[-2]), int(frames.shape[-1]))
@@ -84,38 +91,40 @@ def run_stream(model: DeltaModel, frames: Sequence[torch.Tensor] | torch.Tensor,
     teacher_ms = 1e3 * (time.perf_counter() - start) / len(single)
     ref = model.teacher_forward(frames)  # the reference outputs (PyTorch, batched: not timed)
 
-    outputs, keys, seconds, macs = [], [], [], []
-    schedule = policy.schedule()
+    outputs, kinds, seconds, macs = [], [], [], []
     cost = model.cost(hw)
     spend = GatedSpend(model)
     if engine is None:
         frames_iter = iter(stream(model, frames, policy))
-    for i, x in enumerate(single):
+    else:
+        dense_seconds = engine.dense_seconds(hw) if fallback is not None else None
+        frames_iter = iter(engine_stream(engine, single, FrameSchedule(policy, fallback, dense_seconds)))
+    for _ in single:
         t0 = time.perf_counter()
-        if engine is None:
-            out = next(frames_iter)
-            is_key, output = out.is_key, out.output
-            if not is_key:
-                spend.record()
-        else:
-            is_key = schedule.is_key(x)
-            output = engine.key_frame(x)[0] if is_key else engine.delta_frame(x)[0]
+        out = next(frames_iter)
+        kind = "key" if out.is_key else "dense" if engine is not None and out.dense else "delta"
+        if engine is None and kind == "delta":
+            spend.record()
         seconds.append(time.perf_counter() - t0)
-        outputs.append(output)
-        keys.append(is_key)
-        macs.append(cost.teacher_macs if is_key else (engine.last_frame_macs() if engine is not None else None))
+        outputs.append(out.output)
+        kinds.append(kind)
+        macs.append(cost.teacher_macs if kind != "delta" else
+                    (sum(out.macs.values()) if engine is not None else None))
     if engine is None:  # the reference path's delta frames: analytic, gated layers as spent
         delta = measured_cost(cost, spend.macs()).delta_macs
         macs = [m if m is not None else delta for m in macs]
     out = torch.cat(outputs)
     meter = AgreementMeter(teacher.info.num_classes)
     logits, ref_logits = teacher.logits_from_features(out), teacher.logits_from_features(ref)
-    starts = [i for i, k in enumerate(keys) if k] + [len(keys)]
-    for a, b in zip(starts[:-1], starts[1:]):
+    for a in (i for i, kind in enumerate(kinds) if kind == "key"):  # each key frame and the delta frames after it
+        b = a + 1
+        while b < len(kinds) and kinds[b] == "delta":
+            b += 1
         meter.update(ref_logits[a:b], logits[a:b])
-    rows = [{"frame": i, "key": int(k), "ms": round(1e3 * s, 3), "macs": int(m),
-             "teacher_top1": int(ref_logits[i].argmax()), "model_top1": int(logits[i].argmax())}
-            for i, (k, s, m) in enumerate(zip(keys, seconds, macs))]
+    rows = [{"frame": i, "key": int(k == "key"), "dense": int(k == "dense"), "ms": round(1e3 * s, 3),
+             "macs": int(m), "teacher_top1": int(ref_logits[i].argmax()), "model_top1": int(logits[i].argmax())}
+            for i, (k, s, m) in enumerate(zip(kinds, seconds, macs))]
     path = "reference" if engine is None else f"engine ({engine.backend}, key frames in {engine.key_runtime})"
-    return StreamReport(len(single), sum(keys), hw, threads, path, 1e3 * sum(seconds) / len(single), runtime,
-                        teacher_ms, sum(macs) / len(macs), cost.teacher_macs, meter.result(), rows)
+    return StreamReport(len(single), kinds.count("key"), hw, threads, path, 1e3 * sum(seconds) / len(single),
+                        runtime, teacher_ms, sum(macs) / len(macs), cost.teacher_macs, meter.result(), rows,
+                        kinds.count("dense"))

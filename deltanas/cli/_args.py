@@ -56,9 +56,9 @@ def given_teacher(args: argparse.Namespace) -> "Teacher | None":
     return teacher_from_args(args) if getattr(args, "teacher_weights", None) is not None else None
 
 
-def add_engine_options(p: argparse.ArgumentParser, reference: bool = False) -> None:
-    """``--engine`` (the sparse engine's backend; with ``reference``, also the dense-masked reference path)
-    and ``--keyframes`` (the dense runtime of key frames)."""
+def add_engine_options(p: argparse.ArgumentParser, reference: bool = False, fallback: bool = False) -> None:
+    """``--engine`` (the sparse engine's backend; with ``reference``, also the dense-masked reference path),
+    ``--keyframes`` (the dense runtime of key frames) and, with ``fallback``, ``--dense-fallback``."""
     choices = ["auto", "native", "torch"] + (["reference"] if reference else [])
     g = p.add_argument_group("engine")
     g.add_argument("--engine", choices=choices, default="auto",
@@ -67,8 +67,19 @@ def add_engine_options(p: argparse.ArgumentParser, reference: bool = False) -> N
                         + ("; reference: the dense-masked path that training and the search use" if reference
                            else "") + " (default auto)")
     g.add_argument("--keyframes", choices=["auto", "openvino", "onnxruntime", "torch"], default="auto",
-                   help="runtime of the key frames (dense): auto takes the fastest of OpenVINO and ONNX Runtime "
-                        "(timed here), PyTorch without them")
+                   help="runtime of the key frames (dense, float32): auto takes the fastest of OpenVINO and ONNX "
+                        "Runtime (timed here), PyTorch without them")
+    if fallback:
+        g.add_argument("--dense-fallback", action="store_true",
+                       help="run the teacher alone (its exact outputs, in the fastest float32 runtime) while delta "
+                            "groups cost more per frame than it does here (a moving camera), probing now and then")
+
+
+def fallback_from_args(args: argparse.Namespace):
+    """The :class:`~deltanas.engine.DenseFallback` of ``--dense-fallback`` (None without it)."""
+    from ..engine import DenseFallback
+
+    return DenseFallback() if getattr(args, "dense_fallback", False) else None
 
 
 def engine_from_args(args: argparse.Namespace, model):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ._args import (add_data_options, add_engine_options, add_run_options, add_teacher_options, data_config,
-                    engine_from_args, given_teacher, print_json, size_type, teacher_from_args)
+                    engine_from_args, fallback_from_args, given_teacher, print_json, size_type, teacher_from_args)
 
 __all__ = ["register"]
 
@@ -87,7 +87,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="frames read per video (default 64; --online 2000)")
     p.add_argument("--csv", type=Path, help="write per-frame results here (key, ms, macs, top-1 of both)")
     p.add_argument("--threads", type=int, default=None, help="threads of the engine and the dense runtimes")
-    add_engine_options(p, reference=True)
+    add_engine_options(p, reference=True, fallback=True)
     g = p.add_argument_group("online")
     g.add_argument("--online", action="store_true",
                    help="every key frame checks the delta model against the teacher; the key-frame interval and the "
@@ -298,7 +298,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _, model = _teacher_and_model(args, args.size)
     frames = read_frames(args.video[0], args.size, max_frames=args.max_frames or 64).float().div(255)
     report = run_stream(model, frames, KeyframePolicy(args.keyframe, args.adaptive),
-                        engine=engine_from_args(args, model))
+                        engine=engine_from_args(args, model), fallback=fallback_from_args(args))
     if args.csv:
         report.write_csv(args.csv)
     print(f"{args.video[0]}: " + "\n".join(report.summary()))
@@ -312,8 +312,9 @@ def _run_online(args: argparse.Namespace) -> int:
 
     if args.engine == "reference":
         raise ConfigError("--online runs on the sparse engine: --engine auto, native or torch")
-    if args.adaptive is not None:
-        raise ConfigError("--adaptive is the fixed policy's; --online sets its own key frames")
+    if args.adaptive is not None or args.dense_fallback:
+        raise ConfigError(f"{'--adaptive' if args.adaptive is not None else '--dense-fallback'} is the fixed policy's; "
+                          f"--online sets its own key frames (and runs the teacher alone where delta groups cost more)")
     args.arch = args.arch or ONLINE_ARCH
     _, model = _teacher_and_model(args, args.size)
     target = {"target_fidelity": None, "target_top1": args.target_top1} if args.target_top1 is not None else {}

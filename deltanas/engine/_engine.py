@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -13,6 +15,7 @@ from ..errors import ConfigError
 from ._graph import EngineGraph, lower
 from ._keyframes import KeyRuntime, create_key_runtime, dense_runtime, key_graph
 from ._nodes import ConvNode, Frame, InputNode, KeyExport, Message
+from ._schedule import DenseFallback, FrameKind, FrameSchedule
 from . import _native
 
 __all__ = ["EngineFrame", "SparseEngine", "engine_stream"]
@@ -33,17 +36,20 @@ class _Prepared:
     # the key frame's mean input norm of each a / w gate, before the gate scale multiplies it
     key_norms: dict[str, torch.Tensor] = field(default_factory=dict)
     dense: KeyRuntime | None = None  # the teacher alone (no state exported), made on first use
+    dense_seconds: float | None = None  # what it takes per frame here, timed on first use
 
 
 @dataclass
 class EngineFrame:
     """One streamed frame: its outputs (a teacher: the last feature map, then the logits), whether it was a
-    key frame, and the MACs per layer it spent (a key frame: the dense teacher's)."""
+    key frame, and the MACs per layer it spent (a key frame: the dense teacher's). ``dense``: the teacher alone
+    ran it (the dense fallback; its outputs are the teacher's)."""
 
     index: int
     is_key: bool
     outputs: tuple[torch.Tensor, ...]
     macs: dict[str, float] = field(default_factory=dict)
+    dense: bool = False
 
     @property
     def output(self) -> torch.Tensor:
@@ -206,20 +212,50 @@ class SparseEngine:
         x = self._frame(x)
         self._check_finite(x)
         p = self.prepare(tuple(x.shape[-2:]))
-        if p.dense is None:  # the fastest runtime for the bare teacher (not necessarily the key frames')
-            threads = self.threads or torch.get_num_threads()
-            if self.dtype == torch.float32:
-                p.dense = dense_runtime(self.model, self.keyframes, p.graph.input_hw, threads)
-            else:
-                gm = copy.deepcopy(key_graph(p.graph, [])).to(self.dtype)
-                example = torch.zeros(1, self.model.in_channels, *p.graph.input_hw, dtype=self.dtype)
-                p.dense = create_key_runtime("torch", gm, example, threads, [None] * len(p.graph.outputs))
-        values = p.dense.run(x)
+        values = self._dense(p).run(x)
         if not keep_reference:
             p.keyed = False
             self._current = p
             self.last_macs = {}
         return self._outputs(p, values)
+
+    def _dense(self, p: _Prepared) -> KeyRuntime:
+        if p.dense is None:  # the fastest runtime for the bare teacher (not necessarily the key frames')
+            threads = self.threads or torch.get_num_threads()
+            if self.dtype == torch.float32:
+                p.dense = dense_runtime(self.model, self.keyframes, p.graph.input_hw, threads, alone=False)
+            else:
+                gm = copy.deepcopy(key_graph(p.graph, [])).to(self.dtype)
+                example = torch.zeros(1, self.model.in_channels, *p.graph.input_hw, dtype=self.dtype)
+                p.dense = create_key_runtime("torch", gm, example, threads, [None] * len(p.graph.outputs))
+        return p.dense
+
+    @torch.no_grad()
+    def dense_seconds(self, input_hw: tuple[int, int], runs: int = 5) -> float:
+        """Seconds per frame of :meth:`dense_frame` at ``input_hw`` here: the median of ``runs`` after a warm-up,
+        timed once per size."""
+        p = self.prepare(input_hw)
+        if p.dense_seconds is None:
+            dense = self._dense(p)
+            x = torch.zeros(1, self.model.in_channels, *p.graph.input_hw, dtype=self.dtype)
+            dense.run(x)
+            spent = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                dense.run(x)
+                spent.append(time.perf_counter() - start)
+            p.dense_seconds = statistics.median(spent)
+        return p.dense_seconds
+
+    def run(self, kind: FrameKind, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """:meth:`key_frame`, :meth:`delta_frame` or :meth:`dense_frame` (``key``, ``delta``, ``dense``)."""
+        if kind == "key":
+            return self.key_frame(x)
+        if kind == "delta":
+            return self.delta_frame(x)
+        if kind == "dense":
+            return self.dense_frame(x)
+        raise ConfigError(f"unknown frame kind {kind!r}; known: key, delta, dense")
 
     def _outputs(self, p: _Prepared, values: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
         results = []
@@ -283,13 +319,21 @@ def _torch_delta_frame(p: _Prepared, x: torch.Tensor, dtype: torch.dtype) -> dic
     return {name: macs for name, macs in frame.macs.items() if macs}
 
 
-def engine_stream(engine: SparseEngine, frames: Iterable[torch.Tensor], policy: KeyframePolicy) -> Iterator[EngineFrame]:
-    """Frames (C, H, W) float in [0, 1], one at a time: key frames where ``policy`` puts them."""
-    schedule = policy.schedule()
+def engine_stream(engine: SparseEngine, frames: Iterable[torch.Tensor], policy: KeyframePolicy | FrameSchedule,
+                  fallback: DenseFallback | None = None) -> Iterator[EngineFrame]:
+    """Frames (C, H, W) float in [0, 1], one at a time: key frames where ``policy`` puts them; with ``fallback``,
+    the teacher alone where delta frames cost more (:class:`DenseFallback`, timed as the frames run). A
+    :class:`FrameSchedule` as ``policy`` keeps its decisions and timings for the caller (``fallback`` then
+    ignored: the schedule has its own)."""
+    schedule = policy if isinstance(policy, FrameSchedule) else None
     for index, frame in enumerate(frames):
         x = frame[None] if frame.ndim == 3 else frame
-        if schedule.is_key(x.float()):
-            yield EngineFrame(index, True, engine.key_frame(x))
-        else:
-            outputs = engine.delta_frame(x)
-            yield EngineFrame(index, False, outputs, dict(engine.last_macs))
+        if schedule is None:
+            dense = engine.dense_seconds(tuple(x.shape[-2:])) if fallback is not None else None
+            schedule = FrameSchedule(policy, fallback, dense)
+        kind = schedule.next(x)
+        start = time.perf_counter()
+        outputs = engine.run(kind, x)
+        schedule.ran(kind, time.perf_counter() - start)
+        macs = dict(engine.last_macs) if kind == "delta" else {}
+        yield EngineFrame(index, kind == "key", outputs, macs, dense=kind == "dense")

@@ -28,9 +28,13 @@ from ..errors import ConfigError
 from ._graph import EngineGraph
 from ._nodes import KeyExport
 
-__all__ = ["KEY_RUNTIMES", "KeyRuntime", "available_key_runtimes", "create_key_runtime", "dense_runtime", "key_graph"]
+__all__ = ["KEY_RUNTIMES", "KeyRuntime", "available_dense_runtimes", "available_key_runtimes", "create_key_runtime",
+           "dense_runtime", "key_graph"]
 
 KEY_RUNTIMES = ("openvino", "onnxruntime", "torch")
+# OpenVINO at its default precision on a CPU that computes bfloat16 natively (AVX512_BF16, AMX): what a user who
+# only wants speed gets there. Never a key runtime: the engine's state must be float32.
+BF16_RUNTIME = "openvino_bf16"
 
 
 def key_graph(graph: EngineGraph, exports: Sequence[KeyExport]) -> fx.GraphModule:
@@ -131,17 +135,21 @@ class _OnnxExported(KeyRuntime):
 
 
 class OnnxRuntimeKeyRuntime(_OnnxExported):
-    """ONNX Runtime's CPU provider, writing the targets in place through an IO binding."""
+    """ONNX Runtime's CPU provider, writing the targets in place through an IO binding. ``alone``: its threads
+    busy-wait after a run, as by default (fastest when nothing else runs); otherwise they sleep, since spinning
+    threads slow the engine's kernels that run next (measured: delta frames 29 against 17 ms)."""
 
     name = "onnxruntime"
 
-    def __init__(self, onnx: _OnnxFile, threads: int, targets: Sequence[torch.Tensor | None]) -> None:
+    def __init__(self, onnx: _OnnxFile, threads: int, targets: Sequence[torch.Tensor | None],
+                 alone: bool = False) -> None:
         super().__init__(onnx, threads, targets)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if alone else "0")
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.binding = self.session.io_binding()
@@ -160,17 +168,22 @@ class OnnxRuntimeKeyRuntime(_OnnxExported):
 
 
 class OpenVinoKeyRuntime(_OnnxExported):
-    """OpenVINO's CPU plugin (latency hint), writing the targets in place."""
+    """OpenVINO's CPU plugin (latency hint), writing the targets in place. It computes in float32: on a CPU
+    with native bfloat16 OpenVINO would otherwise compute in bfloat16 (relative error near 1e-1 on Lite0's last
+    feature map), and the engine's state must equal the teacher's. ``bf16``: its default precision there."""
 
     name = "openvino"
 
-    def __init__(self, onnx: _OnnxFile, threads: int, targets: Sequence[torch.Tensor | None]) -> None:
+    def __init__(self, onnx: _OnnxFile, threads: int, targets: Sequence[torch.Tensor | None],
+                 bf16: bool = False) -> None:
         super().__init__(onnx, threads, targets)
         import openvino as ov
 
+        self.name = BF16_RUNTIME if bf16 else "openvino"
         core = ov.Core()
-        self.compiled = core.compile_model(str(self.path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                                   "INFERENCE_NUM_THREADS": threads})
+        self.compiled = core.compile_model(str(self.path), "CPU", {
+            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"})
         self.request = self.compiled.create_infer_request()
         for i, target in enumerate(self.targets):
             if target is not None:
@@ -194,12 +207,25 @@ def available_key_runtimes() -> list[str]:
     return [name for name in KEY_RUNTIMES if name == "torch" or importlib.util.find_spec(name) is not None]
 
 
+def available_dense_runtimes() -> list[str]:
+    """The runtimes to time the dense teacher in: :func:`available_key_runtimes`, and ``openvino_bf16`` where
+    OpenVINO is installed and the CPU computes bfloat16 natively (OpenVINO's default precision there)."""
+    runtimes = available_key_runtimes()
+    if "openvino" in runtimes:
+        import openvino as ov
+
+        if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            runtimes.append(BF16_RUNTIME)
+    return runtimes
+
+
 def create_key_runtime(name: str, gm: fx.GraphModule, example: torch.Tensor, threads: int,
-                       targets: Sequence[torch.Tensor | None]) -> KeyRuntime:
+                       targets: Sequence[torch.Tensor | None], *, alone: bool = False) -> KeyRuntime:
     """``name``: one of :data:`KEY_RUNTIMES`, or ``auto``: of the installed ONNX runtimes (OpenVINO, ONNX
     Runtime) the one that runs this graph fastest here (timed on ``example``), PyTorch when neither is
     installed. A runtime that is not installed is refused with the command that installs it. ``targets``: see
-    :class:`KeyRuntime`."""
+    :class:`KeyRuntime`. Every runtime computes in float32. ``alone``: nothing else runs between its runs (see
+    :class:`OnnxRuntimeKeyRuntime`)."""
     installed = available_key_runtimes()
     if name != "auto" and name not in _CLASSES:
         raise ConfigError(f"unknown key-frame runtime {name!r}; known: auto, {', '.join(KEY_RUNTIMES)}")
@@ -209,7 +235,8 @@ def create_key_runtime(name: str, gm: fx.GraphModule, example: torch.Tensor, thr
     if not candidates or candidates == ["torch"]:
         return TorchKeyRuntime(gm, targets)
     onnx = _OnnxFile(gm, example)
-    runtimes = [_CLASSES[n](onnx, threads, targets) for n in candidates]
+    runtimes = [OnnxRuntimeKeyRuntime(onnx, threads, targets, alone) if n == "onnxruntime" else
+                _CLASSES[n](onnx, threads, targets) for n in candidates]
     if len(runtimes) == 1:
         return runtimes[0]
     return _fastest(runtimes, example)
@@ -233,13 +260,22 @@ def _fastest(runtimes: Sequence[KeyRuntime], example: torch.Tensor, rounds: int 
     return runtimes[medians.index(min(medians))]
 
 
-def dense_runtime(model, name: str, input_hw: tuple[int, int], threads: int) -> KeyRuntime:
+def dense_runtime(model, name: str, input_hw: tuple[int, int], threads: int, *, alone: bool = True) -> KeyRuntime:
     """The dense teacher of ``model`` (its outputs only, no engine state) in runtime ``name`` (``auto``: the
     fastest installed, as for key frames): what a user who only wants speed would run, to compare the engine
-    with. ``.run(x)`` on one frame (1, C, H, W); ``.name`` says which runtime it is."""
+    with. ``.run(x)`` on one frame (1, C, H, W); ``.name`` says which runtime it is.
+    ``openvino_bf16`` (see :func:`available_dense_runtimes`) computes in bfloat16; the others in float32.
+    ``alone``: as in :func:`create_key_runtime` (False where the engine runs between its frames).
+    """
     from ._graph import lower
 
     graph = lower(model, input_hw)
     gm = key_graph(graph, [])
     example = torch.zeros(1, model.in_channels, *input_hw)
-    return create_key_runtime(name, gm, example, threads, [None] * len(graph.outputs))
+    targets = [None] * len(graph.outputs)
+    if name == BF16_RUNTIME:
+        if name not in available_dense_runtimes():
+            raise ConfigError(f"{BF16_RUNTIME} needs OpenVINO (pip install 'deltanas[openvino]') on a CPU that "
+                              f"computes bfloat16 natively")
+        return OpenVinoKeyRuntime(_OnnxFile(gm, example), threads, targets, bf16=True)
+    return create_key_runtime(name, gm, example, threads, targets, alone=alone)

@@ -5,7 +5,7 @@ import pytest
 from deltanas.analysis import bench, run_stream
 from deltanas.cli import main
 from deltanas.delta import KeyframePolicy, convert
-from deltanas.engine import SparseEngine, available_key_runtimes
+from deltanas.engine import SparseEngine, available_dense_runtimes, available_key_runtimes
 from deltanas.video import read_frames
 
 
@@ -18,7 +18,8 @@ def test_bench_reports_ratios_against_every_installed_runtime_in_the_same_run(li
     model = convert(lite0, "zero", input_hw=(64, 96))
     r = bench(model, frames, keyframe_interval=4, repeats=1)
     assert r.frames == 8 and r.delta_ms_per_frame > 0 and r.key_ms_per_key_frame > 0
-    assert set(r.teacher_ms_per_frame) == set(available_key_runtimes())
+    assert set(r.teacher_ms_per_frame) == set(available_dense_runtimes())
+    assert r.fastest_runtime in available_key_runtimes()  # float32, as the engine computes
     for runtime, ms in r.teacher_ms_per_frame.items():
         assert r.speedup(runtime) == pytest.approx(ms / r.delta_ms_per_frame)
     # reuse computes nothing on delta frames: the engine's MACs are the key frames' alone
@@ -72,7 +73,7 @@ def test_run_cli_writes_per_frame_rows(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "ms/frame (engine (" in text and "vs the dense teacher in" in text
     lines = out.read_text().splitlines()
-    assert lines[0] == "frame,key,ms,macs,teacher_top1,model_top1" and len(lines) == 7
+    assert lines[0] == "frame,key,dense,ms,macs,teacher_top1,model_top1" and len(lines) == 7
 
 
 def test_speed_words_say_slower_below_one():
@@ -80,3 +81,15 @@ def test_speed_words_say_slower_below_one():
 
     assert speed_words(1.52) == "1.52x faster"
     assert speed_words(0.8) == "1.25x slower"
+
+
+def test_bench_cli_with_the_dense_fallback_counts_its_frames(capsys):
+    assert main(["bench", "--arch", "uniform:gated:w0.04:run(full)", "--video", "bikes", "--size", "64x96",
+                 "--frames", "8", "--keyframe", "4", "--repeats", "1", "--runtimes", "torch", "--keyframes", "torch",
+                 "--dense-fallback", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert 0 <= record["dense_frames"] <= 8 - 2 and record["key_frames"] >= 1
+
+
+def test_the_online_mode_refuses_the_fixed_policys_fallback():
+    assert main(["run", "bikes", "--online", "--dense-fallback", "--size", "64x96", "--max-frames", "4"]) != 0

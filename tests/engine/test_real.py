@@ -99,3 +99,30 @@ def test_an_unsupported_node_is_named():
     engine = SparseEngine(model, backend="torch", keyframes="torch")
     with pytest.raises(ArchError, match=r"node mul .*product of two changing tensors"):
         engine.key_frame(torch.rand(1, 3, 16, 16))
+
+
+def test_the_dense_fallback_serves_the_teachers_outputs(lite0, clip):
+    """A teacher alone that costs nothing: after two delta frames the stream falls back to it."""
+    from deltanas.engine import DenseFallback, FrameSchedule
+
+    model = convert(lite0, "uniform:gated:w0.04:run(full)", input_hw=SIZE)
+    engine = SparseEngine(model, backend=BACKEND, keyframes="torch")
+    schedule = FrameSchedule(KeyframePolicy(6), DenseFallback(hold=4, early=2), dense_seconds=1e-9)
+    frames = list(engine_stream(engine, clip, schedule))
+    assert schedule.kinds[:7] == ["key", "delta", "delta", "dense", "dense", "dense", "dense"]
+    with torch.no_grad():
+        want = model.teacher_forward(clip)
+    for f in frames:
+        assert f.dense == (schedule.kinds[f.index] == "dense")
+        assert bool(f.macs) == (schedule.kinds[f.index] == "delta")
+        if f.dense or f.is_key:
+            assert relative_error(f.outputs[0], want[f.index:f.index + 1]) <= 1e-4, f.index
+
+
+@pytest.mark.skipif("openvino" not in available_key_runtimes(), reason="OpenVINO not installed")
+def test_openvino_key_frames_compute_in_float32(lite0):
+    """On a CPU with native bfloat16, OpenVINO's default precision would put errors near 1e-1 in the state."""
+    engine = SparseEngine(convert(lite0, "uniform:full", input_hw=SIZE), keyframes="openvino")
+    engine.prepare(SIZE)
+    compiled = engine._prepared[SIZE].key_runtime.compiled
+    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'float32'>", "f32", "float32")
