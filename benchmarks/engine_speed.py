@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from deltanas.analysis import bench, machine_name
-from deltanas.engine import SparseEngine, available_key_runtimes, dense_runtime
+from deltanas.engine import BF16_RUNTIME, DenseFallback, SparseEngine, available_dense_runtimes, dense_runtime
 from deltanas.teachers import create_teacher
 from deltanas.training import DataConfig, load_video_data
 
@@ -55,16 +55,20 @@ def main() -> None:
     p.add_argument("--max-clip-frames", type=int, default=None, help="held-out frames per clip (default all)")
     p.add_argument("--split-keyframes", type=int, default=None, metavar="K",
                    help="the split's gaps (default the smallest --keyframes): the same held-out frames as a run at K")
+    p.add_argument("--dense-fallback", action="store_true",
+                   help="the teacher alone where delta groups cost more (the `dense frames` column counts them)")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    runtimes = available_dense_runtimes()
+    fallback = DenseFallback() if args.dense_fallback else None
     teacher = create_teacher("efficientnet_lite0")
     rows = [f"Held-out frames of `{' '.join(args.videos)}`, EfficientNet-Lite0 at 256x448, "
             f"{machine_name()}, {os.cpu_count()} cores, torch {torch.__version__}; medians of "
             f"{args.repeats} runs; every contender streams the same frames, batch 1.", "",
-            "| design | K | key frames | threads | engine ms/frame | delta frame ms | key frame ms | " +
-            " | ".join(f"{rt} ms" for rt in available_key_runtimes()) + " | vs fastest dense | vs torch | "
+            "| design | K | key frames | dense frames | threads | engine ms/frame | delta frame ms | key frame ms | " +
+            " | ".join(f"{rt} ms" for rt in runtimes) + " | vs fastest float32 dense | vs torch | "
             "MAC ratio | torch speed-up / MAC ratio | top-1 % | fidelity |",
-            "|---" * (13 + len(available_key_runtimes())) + "|"]
+            "|---" * (14 + len(runtimes)) + "|"]
     teacher_ms_at: dict[int, dict[str, float]] = {}  # the dense teacher's time does not depend on K
     # one split for every K (its gaps those of the smallest): every row streams the same held-out frames
     config = DataConfig(videos=tuple(args.videos), keyframe_interval=args.split_keyframes or min(args.keyframes))
@@ -81,13 +85,14 @@ def main() -> None:
             for design in args.designs:
                 model = build(teacher, design, names, size)
                 dense = {} if teacher_ms else \
-                    {rt: dense_runtime(full, rt, size, threads).run for rt in available_key_runtimes()}
-                r = bench(model, clips, k, args.repeats, teachers=dense, engine=SparseEngine(model, threads=threads))
+                    {rt: dense_runtime(full, rt, size, threads).run for rt in runtimes}
+                r = bench(model, clips, k, args.repeats, teachers=dense, engine=SparseEngine(model, threads=threads),
+                          fallback=fallback)
                 teacher_ms.update(teacher_ms or r.teacher_ms_per_frame)
-                ms = " | ".join(f"{teacher_ms[rt]:.1f}" for rt in available_key_runtimes())
-                fastest = min(teacher_ms, key=teacher_ms.get)
+                ms = " | ".join(f"{teacher_ms[rt]:.1f}" for rt in runtimes)
+                fastest = min((rt for rt in teacher_ms if rt != BF16_RUNTIME), key=teacher_ms.get)
                 vs = {rt: teacher_ms[rt] / r.delta_ms_per_frame for rt in teacher_ms}
-                row = (f"| `{_cell(design)}` | {k} | {r.key_frames}/{r.frames} | {threads} | {r.delta_ms_per_frame:.2f} | "
+                row = (f"| `{_cell(design)}` | {k} | {r.key_frames}/{r.frames} | {r.dense_frames} | {threads} | {r.delta_ms_per_frame:.2f} | "
                        f"{r.delta_ms_per_delta_frame:.2f} | {r.key_ms_per_key_frame:.1f} | {ms} | "
                        f"{vs[fastest]:.2f}x ({fastest}) | {vs['torch']:.2f}x | {r.macs_ratio:.2f}x | "
                        f"{vs['torch'] / r.macs_ratio:.2f} | {100 * r.top1:.1f} | {r.fidelity:.3f} |")
